@@ -1,0 +1,48 @@
+# The two commands a new store or developer needs: `make demo` and `make test`.
+# Each creates (or reuses) .venv and installs what it needs, system packages included.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test lint typecheck pytest bench system-deps clean
+
+demo: $(VENV)/.installed-dev
+	$(BIN)/storelink demo
+
+test: $(VENV)/.installed-dev system-deps lint typecheck pytest
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy
+
+pytest: $(VENV)/.installed-dev system-deps
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.installed-dev
+	@for b in bench/*.py; do echo "# $$b"; $(BIN)/python $$b || exit 1; done
+
+# Mosquitto is the real broker the tests start on free ports; the venv needs python3-venv.
+system-deps:
+	@if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then \
+		echo "installing mosquitto"; \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q mosquitto; \
+	fi
+
+$(VENV)/bin/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "storelink needs Python >= 3.11"'
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || \
+		($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q python3-venv)
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from storelink.cli import app
+
+app(prog_name="storelink")

@@ -1,0 +1,299 @@
+"""`storelink demo`: the whole chain in one process, with nothing installed beyond the package.
+
+An embedded MQTT broker (or the one given), the cloud API on SQLite, a simulated store whose
+shoppers carry phones running the shopper app, and the real gateway pipeline scanning the
+simulated radio through bleak's scanner interface. A listener plays the shopper app's side and
+counts the offers that arrive on the shoppers' notification topics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import signal
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+import uvicorn
+
+from cloud_api.app import create_app
+from cloud_api.config import CloudSettings
+from cloud_api.signing import sign_body
+from firmware_sim.scanner import SimScanner
+from firmware_sim.world import demo_world
+from gateway.config import GatewaySettings
+from gateway.run import run_gateway
+from storelink.broker import EmbeddedBroker
+from storelink.clock import ScaledClock
+from storelink.mqtt import make_client
+from storelink.settings import MqttProtocol, StorelinkSettings
+from storelink.wire import TOPIC_ROOT
+
+log = logging.getLogger("storelink.demo")
+
+STORE_ID = "store-1"
+GATEWAY_ID = "gw-1"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    duration_s: float | None = None
+    broker_url: str | None = None
+    port: int = 8000
+    speed: float = 1.0
+    data_dir: Path | None = None
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class DemoShopper:
+    """A registered shopper of the demo and the online cart they left, if any."""
+
+    name: str
+    personal_offers: bool
+    cart_age: timedelta | None
+    items: tuple[dict[str, Any], ...] = ()
+
+
+DEMO_SHOPPERS = (
+    DemoShopper(
+        "Alice",
+        personal_offers=True,
+        cart_age=timedelta(hours=5),
+        items=(
+            {"sku": "SHOE-042", "name": "Trail runners", "category": "shoes",
+             "unit_price": "89.90", "quantity": 1},
+            {"sku": "SOCK-007", "name": "Merino socks", "category": "accessories",
+             "unit_price": "12.50", "quantity": 2},
+        ),
+    ),
+    DemoShopper(
+        "Bruno",
+        personal_offers=True,
+        cart_age=timedelta(days=2),
+        items=(
+            {"sku": "JKT-310", "name": "Rain jacket", "category": "outerwear",
+             "unit_price": "149.00", "quantity": 1},
+        ),
+    ),
+    # Left a cart minutes ago: still shopping online, so not abandoned, so no offer.
+    DemoShopper(
+        "Chiara",
+        personal_offers=True,
+        cart_age=timedelta(minutes=5),
+        items=(
+            {"sku": "CAP-001", "name": "Wool cap", "category": "accessories",
+             "unit_price": "24.00", "quantity": 1},
+        ),
+    ),
+    # Agreed to footfall analytics only: counted, never sent an offer.
+    DemoShopper(
+        "Deniz",
+        personal_offers=False,
+        cart_age=timedelta(hours=3),
+        items=(
+            {"sku": "BAG-220", "name": "Day pack", "category": "bags",
+             "unit_price": "64.00", "quantity": 1},
+        ),
+    ),
+)
+ANONYMOUS_PHONES = 3
+
+
+@dataclass
+class NotificationListener:
+    """The shopper app's side: counts what arrives on any shopper's notification topic."""
+
+    url: str
+    protocol: MqttProtocol
+    received: list[dict[str, Any]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _client: mqtt.Client | None = None
+
+    def start(self) -> None:
+        client, address = make_client(self.url, self.protocol, f"demo-app-{secrets.token_hex(4)}")
+        topic = f"{TOPIC_ROOT}/shoppers/+/notifications"
+
+        def on_connect(c: mqtt.Client, _u: object, _f: object, rc: object, _p: object) -> None:
+            c.subscribe(topic, qos=1)
+
+        def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+            payload = json.loads(message.payload)
+            with self._lock:
+                self.received.append(payload)
+            log.info(
+                "shopper app %s: %s%% off, code %s",
+                payload.get("shopper_ref"),
+                payload.get("percent_off"),
+                payload.get("offer_code"),
+            )
+
+        client.on_connect = on_connect
+        client.on_message = on_message
+        client.connect_async(address.host, address.port)
+        client.loop_start()
+        self._client = client
+
+    def stop(self) -> None:
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.received)
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn inside the demo's event loop; the demo owns the signals, not uvicorn."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _seed_store(api: httpx.AsyncClient, secret: str, now: datetime) -> list[bytes]:
+    """Register the demo shoppers and post their carts; returns the app keys their phones use."""
+    app_keys: list[bytes] = []
+    for number, shopper in enumerate(DEMO_SHOPPERS, start=1):
+        response = await api.post(
+            "/v1/shoppers",
+            json={
+                "display_name": shopper.name,
+                "consent": {
+                    "personal_offers": shopper.personal_offers,
+                    "footfall_analytics": True,
+                },
+                "consent_text_version": "demo-2026-11",
+            },
+        )
+        response.raise_for_status()
+        registered = response.json()
+        app_keys.append(bytes.fromhex(registered["app_key"]))
+        if shopper.cart_age is None:
+            continue
+        total = sum(float(i["unit_price"]) * int(i["quantity"]) for i in shopper.items)
+        body = json.dumps(
+            {
+                "cart_id": f"demo-cart-{number}",
+                "shopper_id": registered["shopper_id"],
+                "items": list(shopper.items),
+                "total": f"{total:.2f}",
+                "currency": "EUR",
+                "status": "open",
+                "updated_at": (now - shopper.cart_age).isoformat(),
+            }
+        ).encode()
+        response = await api.post(
+            "/v1/webhooks/carts",
+            content=body,
+            headers={"Content-Type": "application/json", "X-Storelink-Signature": sign_body(secret, body)},
+        )
+        response.raise_for_status()
+        log.info("registered %s (%s) with a cart %s old", shopper.name, registered["shopper_id"], shopper.cart_age)
+    return app_keys
+
+
+async def _wait_started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("the cloud API stopped while starting")
+        await asyncio.sleep(0.05)
+
+
+async def run_demo(options: DemoOptions, *, install_signal_handlers: bool = False) -> dict[str, Any]:
+    """Run the demo until ``options.duration_s`` passes (or a signal); return its summary."""
+    stop = asyncio.Event()
+    if install_signal_handlers:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+
+    async with contextlib.AsyncExitStack() as stack:
+        if options.broker_url is None:
+            broker = await stack.enter_async_context(EmbeddedBroker())
+            broker_url, protocol = broker.url, "3.1.1"
+        else:
+            broker_url, protocol = options.broker_url, "5"
+        data_dir = options.data_dir or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="storelink-demo-"))
+        )
+        data_dir.mkdir(parents=True, exist_ok=True)
+        database = data_dir / "storelink-demo.db"
+        database.unlink(missing_ok=True)
+
+        shared = StorelinkSettings(mqtt_url=broker_url, mqtt_protocol=protocol)
+        secret = secrets.token_hex(16)
+        cloud_settings = CloudSettings(
+            mqtt_url=shared.mqtt_url,
+            mqtt_protocol=shared.mqtt_protocol,
+            app_uuid=shared.app_uuid,
+            database_url=f"sqlite:///{database}",
+            webhook_secret=secret,
+        )
+        server = _EmbeddedServer(
+            uvicorn.Config(
+                create_app(cloud_settings), host=options.host, port=options.port, log_level="warning"
+            )
+        )
+        server_task = asyncio.create_task(server.serve())
+        await _wait_started(server, server_task)
+        base_url = f"http://{options.host}:{options.port}"
+        log.info("cloud API on %s (broker %s, database %s)", base_url, broker_url, database)
+
+        listener = NotificationListener(broker_url, protocol)
+        listener.start()
+        stack.callback(listener.stop)
+
+        clock = ScaledClock(speed=options.speed)
+        async with httpx.AsyncClient(base_url=base_url, timeout=10) as api:
+            app_keys = await _seed_store(api, secret, datetime.fromtimestamp(clock.now(), UTC))
+            world = demo_world(
+                app_uuid=shared.app_uuid,
+                start=clock.now(),
+                app_keys=app_keys,
+                anonymous=ANONYMOUS_PHONES,
+                seed=secrets.randbits(32),
+                gateway_id=GATEWAY_ID,
+            )
+            gateway_settings = GatewaySettings(
+                mqtt_url=broker_url,
+                mqtt_protocol=protocol,
+                app_uuid=shared.app_uuid,
+                store_id=STORE_ID,
+                gateway_id=GATEWAY_ID,
+                zone_id="entrance",
+            )
+            gateway_task = asyncio.create_task(
+                run_gateway(
+                    gateway_settings,
+                    clock=clock,
+                    backend=SimScanner,
+                    backend_kwargs={"world": world, "gateway_id": GATEWAY_ID, "clock": clock},
+                    stop=stop,
+                )
+            )
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=options.duration_s)
+            except TimeoutError:
+                stop.set()
+            await gateway_task
+            # The gateway's last exits are on the wire; give the cloud a moment to commit them.
+            await asyncio.sleep(1.0)
+            summary: dict[str, Any] = (await api.get("/v1/stats/summary")).json()
+        summary["notifications_received"] = listener.count()
+        summary["api"] = base_url
+        server.should_exit = True
+        await server_task
+    return summary

@@ -1,0 +1,224 @@
+"""The first end-to-end path: shopper app -> gateway -> MQTT -> cloud -> discount -> notification.
+
+Everything is real except the radio: a Mosquitto broker on a free port, the cloud app with its
+MQTT consumer and a SQLite file, the gateway pipeline scanning firmware_sim through bleak's
+scanner interface, and a separate paho client playing the shopper app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from fastapi.testclient import TestClient
+
+from cloud_api.app import create_app
+from cloud_api.config import CloudSettings
+from cloud_api.signing import sign_body
+from firmware_sim.scanner import SimScanner
+from firmware_sim.world import demo_world
+from gateway.config import GatewaySettings
+from gateway.run import run_gateway
+from storelink.clock import ScaledClock
+from storelink.mqtt import make_client
+from storelink.wire import (
+    GatewayStatus,
+    OfferNotification,
+    PresenceEvent,
+    contains_mac_address,
+    notification_topic,
+)
+from tests.services import Mosquitto
+
+SECRET = "e2e-webhook-secret"
+SPEED = 10.0
+
+
+class Spy:
+    """A paho client that records every message under storelink/#."""
+
+    def __init__(self, url: str) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client, address = make_client(url, "5", "e2e-spy")
+        self.client.on_connect = lambda c, *_: c.subscribe("storelink/#", qos=1)
+        self.client.on_subscribe = lambda *_: self._subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect(address.host, address.port)
+        self.client.loop_start()
+        assert self._subscribed.wait(5), "spy could not subscribe"
+
+    def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((message.topic, bytes(message.payload)))
+
+    def on(self, topic: str) -> list[bytes]:
+        with self._lock:
+            return [payload for t, payload in self.messages if t == topic]
+
+    def all(self) -> list[tuple[str, bytes]]:
+        with self._lock:
+            return list(self.messages)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def wait_for(condition: Callable[[], Any], timeout_s: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"condition not met within {timeout_s}s")
+
+
+@pytest.fixture
+def spy(mosquitto: Mosquitto) -> Iterator[Spy]:
+    spy = Spy(mosquitto.url)
+    yield spy
+    spy.close()
+
+
+def register(client: TestClient, personal_offers: bool = True) -> dict[str, Any]:
+    response = client.post(
+        "/v1/shoppers",
+        json={
+            "display_name": "E2E",
+            "consent": {"personal_offers": personal_offers, "footfall_analytics": True},
+            "consent_text_version": "test-1",
+        },
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def post_cart(client: TestClient, shopper_id: str, cart_id: str, updated_at: datetime) -> None:
+    body = json.dumps(
+        {
+            "cart_id": cart_id,
+            "shopper_id": shopper_id,
+            "items": [
+                {"sku": "SHOE-042", "name": "Trail runners", "category": "shoes",
+                 "unit_price": "89.90", "quantity": 1},
+            ],
+            "total": "89.90",
+            "currency": "EUR",
+            "status": "open",
+            "updated_at": updated_at.isoformat(),
+        }
+    ).encode()
+    response = client.post(
+        "/v1/webhooks/carts",
+        content=body,
+        headers={"Content-Type": "application/json", "X-Storelink-Signature": sign_body(SECRET, body)},
+    )
+    assert response.status_code == 202, response.text
+
+
+def run_simulated_store(url: str, app_keys: list[bytes], sim_seconds: float) -> None:
+    """The gateway scans a simulated store for ``sim_seconds`` of simulated time, then stops."""
+    clock = ScaledClock(speed=SPEED)
+    settings = GatewaySettings(
+        mqtt_url=url, mqtt_protocol="5", store_id="store-1", gateway_id="gw-1", zone_id="entrance"
+    )
+    world = demo_world(
+        app_uuid=settings.app_uuid,
+        start=clock.now(),
+        app_keys=app_keys,
+        anonymous=2,
+        seed=7,
+        gateway_id="gw-1",
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(
+            run_gateway(
+                settings,
+                clock=clock,
+                backend=SimScanner,
+                backend_kwargs={"world": world, "gateway_id": "gw-1", "clock": clock},
+                stop=stop,
+            )
+        )
+        await asyncio.sleep(sim_seconds / SPEED)
+        stop.set()
+        await task
+
+    asyncio.run(main())
+
+
+def test_abandoned_cart_shopper_walks_in_and_receives_an_offer(
+    mosquitto: Mosquitto, spy: Spy, tmp_path: Path
+) -> None:
+    settings = CloudSettings(
+        mqtt_url=mosquitto.url,
+        mqtt_protocol="5",
+        database_url=f"sqlite:///{tmp_path / 'cloud.db'}",
+        webhook_secret=SECRET,
+        cart_abandon_after_s=3600,
+    )
+    with TestClient(create_app(settings)) as client:
+        abandoned = register(client)
+        fresh = register(client)
+        no_offers = register(client, personal_offers=False)
+        now = datetime.now(UTC)
+        post_cart(client, abandoned["shopper_id"], "cart-abandoned", now - timedelta(hours=3))
+        post_cart(client, fresh["shopper_id"], "cart-fresh", now - timedelta(minutes=2))
+        post_cart(client, no_offers["shopper_id"], "cart-no-consent", now - timedelta(hours=3))
+
+        keys = [bytes.fromhex(s["app_key"]) for s in (abandoned, fresh, no_offers)]
+        run_simulated_store(mosquitto.url, keys, sim_seconds=60)
+
+        offers = wait_for(
+            lambda: client.get("/v1/offers", params={"shopper_id": abandoned["shopper_id"]}).json()
+        )
+        assert len(offers) == 1
+        assert offers[0]["store_id"] == "store-1"
+        for other in (fresh, no_offers):
+            listed = client.get("/v1/offers", params={"shopper_id": other["shopper_id"]}).json()
+            assert listed == [], f"{other['shopper_id']} must not get an offer"
+
+        topic = notification_topic(abandoned["shopper_id"])
+        received = wait_for(lambda: spy.on(topic))
+        notification = OfferNotification.model_validate_json(received[0])
+        assert notification.offer_code == offers[0]["code"]
+        assert [item.sku for item in notification.items] == ["SHOE-042"]
+
+        visits = client.get("/v1/visits", params={"store_id": "store-1"}).json()
+        resolved = {v["shopper_id"] for v in visits if v["shopper_id"]}
+        assert {abandoned["shopper_id"], fresh["shopper_id"], no_offers["shopper_id"]} <= resolved
+        assert any(v["subject_type"] == "anonymous" for v in visits)
+
+    presence = [
+        PresenceEvent.model_validate_json(p)
+        for t, p in spy.all()
+        if t == "storelink/v1/store-1/gw-1/presence"
+    ]
+    kinds = {e.kind for e in presence}
+    assert {"enter", "exit"} <= kinds
+    statuses = [GatewayStatus.model_validate_json(p) for p in spy.on("storelink/v1/store-1/gw-1/status")]
+    assert statuses[0].state == "online"
+    assert statuses[-1].state == "offline"
+
+
+def test_no_published_payload_contains_a_mac_address(mosquitto: Mosquitto, spy: Spy) -> None:
+    run_simulated_store(mosquitto.url, [bytes(range(32))], sim_seconds=40)
+    messages = spy.all()
+    assert any(t.endswith("/presence") for t, _ in messages)
+    for topic, payload in messages:
+        assert not contains_mac_address(topic), topic
+        assert not contains_mac_address(payload.decode()), payload
