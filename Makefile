@@ -26,11 +26,15 @@ pytest: $(VENV)/.installed-dev system-deps
 bench: $(VENV)/.installed-dev
 	@for b in bench/*.py; do echo "# $$b"; $(BIN)/python $$b || exit 1; done
 
-# Mosquitto is the real broker the tests start on free ports; the venv needs python3-venv.
+# The tests start their own Mosquitto and PostgreSQL on free ports; only the packages must exist.
 system-deps:
-	@if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then \
-		echo "installing mosquitto"; \
-		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q mosquitto; \
+	@missing=""; \
+	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $$missing; \
 	fi
 
 $(VENV)/bin/python:

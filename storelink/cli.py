@@ -18,7 +18,9 @@ from typing import Annotated, Literal
 import typer
 
 app = typer.Typer(help="storelink: BLE presence to in-store engagement.", no_args_is_help=True)
-gateway_app = typer.Typer(help="The in-store gateway (runs on a Raspberry Pi).", no_args_is_help=True)
+gateway_app = typer.Typer(
+    help="The in-store gateway (runs on a Raspberry Pi).", no_args_is_help=True
+)
 sim_app = typer.Typer(help="The simulated radio world (firmware_sim).", no_args_is_help=True)
 cloud_app = typer.Typer(help="The cloud API.", no_args_is_help=True)
 app.add_typer(gateway_app, name="gateway")
@@ -70,8 +72,9 @@ def gateway_run(
     from gateway.sources import scanner_source
     from storelink.clock import SystemClock
 
-    overrides = {"scanner": scanner} if scanner else {}
-    settings = GatewaySettings(**overrides)
+    settings = GatewaySettings()
+    if scanner is not None:
+        settings = settings.model_copy(update={"scanner": scanner})
     clock = SystemClock()
 
     async def main() -> None:
@@ -113,7 +116,9 @@ def sim_app_token(
     window = token_window(time.time() if at is None else at)
     major, minor = token_major_minor(app_token(key, window))
     typer.echo(
-        json.dumps({"window": window, "major": major, "minor": minor, "ref": token_ref(major, minor)})
+        json.dumps(
+            {"window": window, "major": major, "minor": minor, "ref": token_ref(major, minor)}
+        )
     )
 
 
@@ -137,12 +142,15 @@ def demo(
     ] = None,
     broker: Annotated[
         str | None,
-        typer.Option(help="Use this MQTT broker (mqtt://host:port, MQTT 5) instead of the embedded one."),
+        typer.Option(
+            help="Use this MQTT broker (mqtt://host:port, MQTT 5) instead of the embedded one."
+        ),
     ] = None,
     port: Annotated[int, typer.Option(help="Port of the cloud API and dashboard.")] = 8000,
     speed: Annotated[float, typer.Option(help="Simulated time runs this many times faster.")] = 1.0,
     data_dir: Annotated[
-        Path | None, typer.Option(help="Where the demo's SQLite database goes (default: a new temp dir).")
+        Path | None,
+        typer.Option(help="Where the demo's SQLite database goes (default: a new temp dir)."),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:

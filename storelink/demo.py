@@ -30,7 +30,7 @@ from cloud_api.app import create_app
 from cloud_api.config import CloudSettings
 from cloud_api.signing import sign_body
 from firmware_sim.scanner import SimScanner
-from firmware_sim.world import demo_world
+from firmware_sim.world import DEMO_STORE_BEACON_ID, demo_world
 from gateway.config import GatewaySettings
 from gateway.run import run_gateway
 from storelink.broker import EmbeddedBroker
@@ -71,10 +71,20 @@ DEMO_SHOPPERS = (
         personal_offers=True,
         cart_age=timedelta(hours=5),
         items=(
-            {"sku": "SHOE-042", "name": "Trail runners", "category": "shoes",
-             "unit_price": "89.90", "quantity": 1},
-            {"sku": "SOCK-007", "name": "Merino socks", "category": "accessories",
-             "unit_price": "12.50", "quantity": 2},
+            {
+                "sku": "SHOE-042",
+                "name": "Trail runners",
+                "category": "shoes",
+                "unit_price": "89.90",
+                "quantity": 1,
+            },
+            {
+                "sku": "SOCK-007",
+                "name": "Merino socks",
+                "category": "accessories",
+                "unit_price": "12.50",
+                "quantity": 2,
+            },
         ),
     ),
     DemoShopper(
@@ -82,8 +92,13 @@ DEMO_SHOPPERS = (
         personal_offers=True,
         cart_age=timedelta(days=2),
         items=(
-            {"sku": "JKT-310", "name": "Rain jacket", "category": "outerwear",
-             "unit_price": "149.00", "quantity": 1},
+            {
+                "sku": "JKT-310",
+                "name": "Rain jacket",
+                "category": "outerwear",
+                "unit_price": "149.00",
+                "quantity": 1,
+            },
         ),
     ),
     # Left a cart minutes ago: still shopping online, so not abandoned, so no offer.
@@ -92,8 +107,13 @@ DEMO_SHOPPERS = (
         personal_offers=True,
         cart_age=timedelta(minutes=5),
         items=(
-            {"sku": "CAP-001", "name": "Wool cap", "category": "accessories",
-             "unit_price": "24.00", "quantity": 1},
+            {
+                "sku": "CAP-001",
+                "name": "Wool cap",
+                "category": "accessories",
+                "unit_price": "24.00",
+                "quantity": 1,
+            },
         ),
     ),
     # Agreed to footfall analytics only: counted, never sent an offer.
@@ -102,8 +122,13 @@ DEMO_SHOPPERS = (
         personal_offers=False,
         cart_age=timedelta(hours=3),
         items=(
-            {"sku": "BAG-220", "name": "Day pack", "category": "bags",
-             "unit_price": "64.00", "quantity": 1},
+            {
+                "sku": "BAG-220",
+                "name": "Day pack",
+                "category": "bags",
+                "unit_price": "64.00",
+                "quantity": 1,
+            },
         ),
     ),
 )
@@ -197,10 +222,18 @@ async def _seed_store(api: httpx.AsyncClient, secret: str, now: datetime) -> lis
         response = await api.post(
             "/v1/webhooks/carts",
             content=body,
-            headers={"Content-Type": "application/json", "X-Storelink-Signature": sign_body(secret, body)},
+            headers={
+                "Content-Type": "application/json",
+                "X-Storelink-Signature": sign_body(secret, body),
+            },
         )
         response.raise_for_status()
-        log.info("registered %s (%s) with a cart %s old", shopper.name, registered["shopper_id"], shopper.cart_age)
+        log.info(
+            "registered %s (%s) with a cart %s old",
+            shopper.name,
+            registered["shopper_id"],
+            shopper.cart_age,
+        )
     return app_keys
 
 
@@ -212,7 +245,9 @@ async def _wait_started(server: uvicorn.Server, task: asyncio.Task[None]) -> Non
         await asyncio.sleep(0.05)
 
 
-async def run_demo(options: DemoOptions, *, install_signal_handlers: bool = False) -> dict[str, Any]:
+async def run_demo(
+    options: DemoOptions, *, install_signal_handlers: bool = False
+) -> dict[str, Any]:
     """Run the demo until ``options.duration_s`` passes (or a signal); return its summary."""
     stop = asyncio.Event()
     if install_signal_handlers:
@@ -221,6 +256,7 @@ async def run_demo(options: DemoOptions, *, install_signal_handlers: bool = Fals
             loop.add_signal_handler(sig, stop.set)
 
     async with contextlib.AsyncExitStack() as stack:
+        protocol: MqttProtocol
         if options.broker_url is None:
             broker = await stack.enter_async_context(EmbeddedBroker())
             broker_url, protocol = broker.url, "3.1.1"
@@ -244,7 +280,10 @@ async def run_demo(options: DemoOptions, *, install_signal_handlers: bool = Fals
         )
         server = _EmbeddedServer(
             uvicorn.Config(
-                create_app(cloud_settings), host=options.host, port=options.port, log_level="warning"
+                create_app(cloud_settings),
+                host=options.host,
+                port=options.port,
+                log_level="warning",
             )
         )
         server_task = asyncio.create_task(server.serve())
@@ -274,6 +313,7 @@ async def run_demo(options: DemoOptions, *, install_signal_handlers: bool = Fals
                 store_id=STORE_ID,
                 gateway_id=GATEWAY_ID,
                 zone_id="entrance",
+                store_beacons=[DEMO_STORE_BEACON_ID],
             )
             gateway_task = asyncio.create_task(
                 run_gateway(

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from storelink.settings import MqttProtocol
 
@@ -36,11 +39,13 @@ class BrokerAddress:
         )
 
 
-def make_client(url: str, protocol: MqttProtocol, client_id: str) -> tuple[mqtt.Client, BrokerAddress]:
+def make_client(
+    url: str, protocol: MqttProtocol, client_id: str
+) -> tuple[mqtt.Client, BrokerAddress]:
     """A paho client configured for ``url``; the caller sets callbacks and connects."""
     address = BrokerAddress.from_url(url)
     client = mqtt.Client(
-        callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+        callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311,
     )
@@ -51,12 +56,10 @@ def make_client(url: str, protocol: MqttProtocol, client_id: str) -> tuple[mqtt.
     return client, address
 
 
-def connect_properties(protocol: MqttProtocol, session_expiry_s: int) -> mqtt.Properties | None:
+def connect_properties(protocol: MqttProtocol, session_expiry_s: int) -> Properties | None:
     """MQTT 5 session expiry, so the broker keeps QoS 1 messages across a short disconnect."""
     if protocol != "5":
         return None
-    from paho.mqtt.packettypes import PacketTypes
-
-    props = mqtt.Properties(PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = session_expiry_s
     return props

@@ -59,3 +59,91 @@ def running_mosquitto(extra_config: str = "") -> Iterator[Mosquitto]:
         finally:
             process.terminate()
             process.wait(timeout=10)
+
+
+@dataclass
+class Postgres:
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@{self.host}:{self.port}/postgres"
+
+
+def _postgres_bin(name: str) -> str:
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)
+    found = shutil.which(name) or (str(candidates[0]) if candidates else None)
+    if found is None:
+        raise RuntimeError(
+            f"PostgreSQL's {name} is missing: `make test` installs it (apt-get install postgresql)"
+        )
+    return found
+
+
+def _as_postgres_user(command: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root, so a root test run drops to the postgres user."""
+    import os
+
+    if os.geteuid() != 0:
+        return command
+    return ["runuser", "-u", "postgres", "--", *command]
+
+
+@contextmanager
+def running_postgres() -> Iterator[Postgres]:
+    """A throwaway PostgreSQL cluster: initdb into a temporary folder, pg_ctl on a free port."""
+    import os
+
+    host, port = "127.0.0.1", free_port()
+    tmp = tempfile.mkdtemp(prefix="storelink-pg-")
+    data = Path(tmp) / "data"
+    if os.geteuid() == 0:
+        shutil.chown(tmp, "postgres", "postgres")
+    try:
+        subprocess.run(
+            _as_postgres_user(
+                [
+                    _postgres_bin("initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                    "-E",
+                    "UTF8",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
+        options = f"-h {host} -p {port} -k {tmp} -c fsync=off -c full_page_writes=off"
+        subprocess.run(
+            _as_postgres_user(
+                [
+                    _postgres_bin("pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-o",
+                    options,
+                    "-l",
+                    f"{tmp}/pg.log",
+                    "-w",
+                    "start",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
+        try:
+            wait_for_port(host, port)
+            yield Postgres(host, port)
+        finally:
+            subprocess.run(
+                _as_postgres_user([_postgres_bin("pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
+                check=False,
+                capture_output=True,
+            )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""docker-compose.yml cannot run here (no Docker engine): check it parses and references real files."""
+"""docker-compose.yml cannot run here (no Docker engine): it must parse and name real files."""
 
 from __future__ import annotations
 

@@ -14,8 +14,18 @@ def test_demo_command_prints_a_summary_with_offers(tmp_path: Path) -> None:
     port = free_port()
     result = subprocess.run(
         [
-            sys.executable, "-m", "storelink", "demo",
-            "--duration", "12", "--speed", "5", "--port", str(port), "--data-dir", str(tmp_path),
+            sys.executable,
+            "-m",
+            "storelink",
+            "demo",
+            "--duration",
+            "12",
+            "--speed",
+            "5",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path),
         ],
         capture_output=True,
         text=True,
@@ -46,7 +56,10 @@ def test_cli_prints_byte_exact_ibeacon_and_app_token() -> None:
     token = runner.invoke(app, ["sim", "app-token", bytes(range(32)).hex(), "--at", "1764000000"])
     assert token.exit_code == 0, token.output
     assert json.loads(token.output) == {
-        "window": 1960000, "major": 4173, "minor": 58922, "ref": "104de62a"
+        "window": 1960000,
+        "major": 4173,
+        "minor": 58922,
+        "ref": "104de62a",
     }
     bad = runner.invoke(app, ["sim", "app-token", "not-hex"])
     assert bad.exit_code == 2

@@ -24,7 +24,7 @@ from cloud_api.app import create_app
 from cloud_api.config import CloudSettings
 from cloud_api.signing import sign_body
 from firmware_sim.scanner import SimScanner
-from firmware_sim.world import demo_world
+from firmware_sim.world import DEMO_STORE_BEACON_ID, demo_world
 from gateway.config import GatewaySettings
 from gateway.run import run_gateway
 from storelink.clock import ScaledClock
@@ -111,8 +111,13 @@ def post_cart(client: TestClient, shopper_id: str, cart_id: str, updated_at: dat
             "cart_id": cart_id,
             "shopper_id": shopper_id,
             "items": [
-                {"sku": "SHOE-042", "name": "Trail runners", "category": "shoes",
-                 "unit_price": "89.90", "quantity": 1},
+                {
+                    "sku": "SHOE-042",
+                    "name": "Trail runners",
+                    "category": "shoes",
+                    "unit_price": "89.90",
+                    "quantity": 1,
+                },
             ],
             "total": "89.90",
             "currency": "EUR",
@@ -123,7 +128,10 @@ def post_cart(client: TestClient, shopper_id: str, cart_id: str, updated_at: dat
     response = client.post(
         "/v1/webhooks/carts",
         content=body,
-        headers={"Content-Type": "application/json", "X-Storelink-Signature": sign_body(SECRET, body)},
+        headers={
+            "Content-Type": "application/json",
+            "X-Storelink-Signature": sign_body(SECRET, body),
+        },
     )
     assert response.status_code == 202, response.text
 
@@ -132,7 +140,12 @@ def run_simulated_store(url: str, app_keys: list[bytes], sim_seconds: float) -> 
     """The gateway scans a simulated store for ``sim_seconds`` of simulated time, then stops."""
     clock = ScaledClock(speed=SPEED)
     settings = GatewaySettings(
-        mqtt_url=url, mqtt_protocol="5", store_id="store-1", gateway_id="gw-1", zone_id="entrance"
+        mqtt_url=url,
+        mqtt_protocol="5",
+        store_id="store-1",
+        gateway_id="gw-1",
+        zone_id="entrance",
+        store_beacons=[DEMO_STORE_BEACON_ID],
     )
     world = demo_world(
         app_uuid=settings.app_uuid,
@@ -210,7 +223,9 @@ def test_abandoned_cart_shopper_walks_in_and_receives_an_offer(
     ]
     kinds = {e.kind for e in presence}
     assert {"enter", "exit"} <= kinds
-    statuses = [GatewayStatus.model_validate_json(p) for p in spy.on("storelink/v1/store-1/gw-1/status")]
+    statuses = [
+        GatewayStatus.model_validate_json(p) for p in spy.on("storelink/v1/store-1/gw-1/status")
+    ]
     assert statuses[0].state == "online"
     assert statuses[-1].state == "offline"
 

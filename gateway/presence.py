@@ -1,0 +1,92 @@
+"""Presence in one zone: who entered, who is still there, who has left."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from storelink.wire import PresenceEvent, PresenceKind, Subject
+
+
+@dataclass
+class _Visit:
+    entered_at: float
+    last_near: float
+    last_dwell: float
+    rssi: float
+    distance_m: float
+
+
+class PresenceTracker:
+    """Enter when first seen within ``enter_distance_m``; exit after ``exit_timeout_s`` unseen.
+
+    Only sightings within the enter distance count: a phone passing by on the street is heard,
+    but never enters, and a shopper walking away is gone even while still faintly heard.
+    """
+
+    def __init__(
+        self,
+        *,
+        store_id: str,
+        gateway_id: str,
+        zone_id: str,
+        enter_distance_m: float,
+        exit_timeout_s: float,
+        dwell_interval_s: float,
+    ) -> None:
+        self.store_id = store_id
+        self.gateway_id = gateway_id
+        self.zone_id = zone_id
+        self.enter_distance_m = enter_distance_m
+        self.exit_timeout_s = exit_timeout_s
+        self.dwell_interval_s = dwell_interval_s
+        self._visits: dict[Subject, _Visit] = {}
+
+    @property
+    def present(self) -> frozenset[Subject]:
+        return frozenset(self._visits)
+
+    def observe(
+        self, subject: Subject, rssi: float, distance_m: float, now: float
+    ) -> list[PresenceEvent]:
+        if distance_m > self.enter_distance_m:
+            return []
+        visit = self._visits.get(subject)
+        if visit is None:
+            visit = self._visits[subject] = _Visit(now, now, now, rssi, distance_m)
+            return [self._event(PresenceKind.ENTER, subject, visit, now, dwell_s=0.0)]
+        visit.last_near, visit.rssi, visit.distance_m = now, rssi, distance_m
+        if now - visit.last_dwell < self.dwell_interval_s:
+            return []
+        visit.last_dwell = now
+        return [self._event(PresenceKind.DWELL, subject, visit, now, now - visit.entered_at)]
+
+    def expire(self, now: float) -> list[PresenceEvent]:
+        gone = [s for s, v in self._visits.items() if now - v.last_near >= self.exit_timeout_s]
+        return [self._exit(subject, now) for subject in gone]
+
+    def exit_all(self, now: float) -> list[PresenceEvent]:
+        """Everyone leaves: the gateway is shutting down and will not see them go."""
+        return [self._exit(subject, now) for subject in list(self._visits)]
+
+    def _exit(self, subject: Subject, now: float) -> PresenceEvent:
+        visit = self._visits.pop(subject)
+        # Dated when the gateway decides, but the stay ends when the subject was last seen.
+        return self._event(
+            PresenceKind.EXIT, subject, visit, now, visit.last_near - visit.entered_at
+        )
+
+    def _event(
+        self, kind: PresenceKind, subject: Subject, visit: _Visit, now: float, dwell_s: float
+    ) -> PresenceEvent:
+        return PresenceEvent(
+            store_id=self.store_id,
+            gateway_id=self.gateway_id,
+            zone_id=self.zone_id,
+            kind=kind,
+            subject=subject,
+            ts=datetime.fromtimestamp(now, UTC),
+            dwell_s=round(dwell_s, 3),
+            rssi=round(visit.rssi, 1),
+            distance_m=round(visit.distance_m, 2),
+        )
