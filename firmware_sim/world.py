@@ -275,19 +275,30 @@ def demo_world(
     anonymous: int = 2,
     seed: int = 0,
     gateway_id: str = "gw-1",
+    rounds: int = 1,
+    round_s: float = 120.0,
 ) -> StoreWorld:
     """One entrance gateway, one store beacon (``DEMO_STORE_BEACON``) and a few shoppers.
 
-    Shoppers step in within the first 18 seconds and stay 15 to 30, so a 30-second demo sees
-    every app shopper enter.
+    Shoppers step in within the first 18 seconds of each round and stay 15 to 30, so a 30-second
+    demo sees every app shopper enter. Each of ``rounds`` brings everyone back ``round_s`` later,
+    as returning visitors whose phones have a new address by then.
     """
+    if rounds < 1:
+        raise ValueError("rounds must be at least 1")
     rng = random.Random(f"{seed}/demo")
     people: list[tuple[str, bytes | None]] = [
         (f"app-{index}", key) for index, key in enumerate(app_keys)
     ]
     people += [(f"walk-in-{index}", None) for index in range(anonymous)]
     shoppers = [
-        SimShopper(person_id, key, arrive_s=rng.uniform(1.0, 18.0), stay_s=rng.uniform(15.0, 30.0))
+        SimShopper(
+            person_id if round_ == 0 else f"{person_id}/visit-{round_}",
+            key,
+            arrive_s=round_ * round_s + rng.uniform(1.0, 18.0),
+            stay_s=rng.uniform(15.0, 30.0),
+        )
+        for round_ in range(rounds)
         for person_id, key in people
     ]
     return StoreWorld(

@@ -133,6 +133,9 @@ DEMO_SHOPPERS = (
     ),
 )
 ANONYMOUS_PHONES = 3
+# Everyone comes back every few minutes so that a demo left running keeps showing traffic.
+ROUND_S = 180.0
+OPEN_ENDED_ROUNDS = 160
 
 
 @dataclass
@@ -237,6 +240,12 @@ async def _seed_store(api: httpx.AsyncClient, secret: str, now: datetime) -> lis
     return app_keys
 
 
+def _rounds(options: DemoOptions) -> int:
+    if options.duration_s is None:
+        return OPEN_ENDED_ROUNDS
+    return int(options.duration_s * options.speed // ROUND_S) + 1
+
+
 async def _wait_started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
     while not server.started:
         if task.done():
@@ -305,6 +314,8 @@ async def run_demo(
                 anonymous=ANONYMOUS_PHONES,
                 seed=secrets.randbits(32),
                 gateway_id=GATEWAY_ID,
+                rounds=_rounds(options),
+                round_s=ROUND_S,
             )
             gateway_settings = GatewaySettings(
                 mqtt_url=broker_url,

@@ -203,3 +203,23 @@ def test_bad_worlds_are_refused() -> None:
         )
     with pytest.raises(KeyError):
         one_shopper(None).adverts_between("gw-9", START, START + 1)
+
+
+def test_demo_world_rounds_bring_shoppers_back_with_new_addresses() -> None:
+    keys = demo_app_keys(1)
+    once = demo_world(APP_UUID, START, keys, anonymous=0, seed=3)
+    twice = demo_world(APP_UUID, START, keys, anonymous=0, seed=3, rounds=2, round_s=100.0)
+
+    def heard(world: StoreWorld, t0: float, t1: float) -> list[SimAdvert]:
+        """The shopper's adverts, without the store's own beacon."""
+        adverts = world.adverts_between("gw-1", START + t0, START + t1)
+        return [a for a in adverts if DEMO_STORE_BEACON[0].bytes not in a.raw]
+
+    first_visit = heard(twice, 0, 60)
+    assert first_visit == heard(once, 0, 60)
+    assert heard(once, 100, 160) == []
+    second_visit = heard(twice, 100, 160)
+    assert second_visit
+    assert {a.address for a in second_visit}.isdisjoint({a.address for a in first_visit})
+    with pytest.raises(ValueError, match="rounds"):
+        demo_world(APP_UUID, START, keys, rounds=0)
