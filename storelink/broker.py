@@ -34,8 +34,9 @@ class EmbeddedBroker:
     async def start(self) -> None:
         from amqtt.broker import Broker
 
-        # amqtt logs every packet at INFO; a store demo does not need that noise.
-        logging.getLogger("amqtt").setLevel(logging.WARNING)
+        # amqtt (and its state machine library) log every packet and transition at INFO.
+        for noisy in ("amqtt", "transitions"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
         config: dict[str, Any] = {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
             "plugins": {

@@ -258,6 +258,8 @@ async def run_demo(
     options: DemoOptions, *, install_signal_handlers: bool = False
 ) -> dict[str, Any]:
     """Run the demo until ``options.duration_s`` passes (or a signal); return its summary."""
+    # One line per HTTP call of the seeding client would drown the story the log tells.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     stop = asyncio.Event()
     if install_signal_handlers:
         loop = asyncio.get_running_loop()

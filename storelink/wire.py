@@ -151,6 +151,12 @@ class GatewayStatus(_Message):
     adverts_seen: int = Field(default=0, ge=0)
     events_published: int = Field(default=0, ge=0)
     decode_errors: int = Field(default=0, ge=0)
+    outbox_depth: int = Field(
+        default=0, ge=0, description="events stored on the gateway, not yet acknowledged"
+    )
+    outbox_dropped: int = Field(
+        default=0, ge=0, description="events dropped since start because the outbox was full"
+    )
 
 
 # --- notifications to the shopper app ----------------------------------------------------------
@@ -177,3 +183,17 @@ class OfferNotification(_Message):
     expires_at: UtcDatetime
     message: str
     ts: UtcDatetime
+
+
+# --- dead letters -------------------------------------------------------------------------------
+
+
+class DeadLetter(_Message):
+    """What the cloud republishes on ``DEADLETTER_TOPIC`` for a message it refused."""
+
+    reason: str
+    topic: str
+    payload: str = Field(
+        description="the refused payload as text; undecodable bytes as backslash escapes"
+    )
+    received_at: UtcDatetime

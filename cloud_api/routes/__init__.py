@@ -1,0 +1,15 @@
+"""The HTTP API: one router per resource, all under /v1 except the health check."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from cloud_api.routes import gateways, health, offers, shoppers, stats, visits, webhooks
+
+api_router = APIRouter(prefix="/v1")
+for module in (shoppers, webhooks, offers, visits, gateways, stats):
+    api_router.include_router(module.router)
+
+health_router = health.router
+
+__all__ = ["api_router", "health_router"]

@@ -1,0 +1,28 @@
+"""Headline numbers, as the demo prints them."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from fastapi import APIRouter
+
+from cloud_api.deps import ConsumerDep, SessionDep
+from cloud_api.models import Base, Notification, Offer, PresenceEventRow, Visit
+from cloud_api.schemas import StatsSummary
+
+router = APIRouter(prefix="/stats", tags=["stats"])
+
+
+def _count(session: SessionDep, model: type[Base]) -> int:
+    return session.scalar(sa.select(sa.func.count()).select_from(model)) or 0
+
+
+@router.get("/summary")
+def summary(session: SessionDep, consumer: ConsumerDep) -> StatsSummary:
+    """Counts from the database, and the refused messages counted by this process's consumer."""
+    return StatsSummary(
+        visits=_count(session, Visit),
+        offers=_count(session, Offer),
+        notifications=_count(session, Notification),
+        presence_events=_count(session, PresenceEventRow),
+        invalid_payloads=consumer.counters.invalid_payloads if consumer else 0,
+    )
