@@ -6,7 +6,8 @@ COPY storelink ./storelink
 COPY gateway ./gateway
 COPY firmware_sim ./firmware_sim
 COPY cloud_api ./cloud_api
-RUN pip install --no-cache-dir '.[cloud,sim]'
+RUN pip install --no-cache-dir '.[cloud,sim]' \
+    && mkdir -p /var/lib/storelink && chown nobody /var/lib/storelink
 USER nobody
 EXPOSE 8000
 CMD ["storelink", "cloud", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 from uuid import UUID
 
@@ -76,6 +77,21 @@ class GatewaySettings(StorelinkSettings):
     store_beacons: list[str] = Field(
         default=[],
         description="uuid:major:minor of the store's own fixed beacons, kept out of footfall",
+    )
+    outbox_path: Path = Field(
+        default=Path("var/gateway-outbox.db"),
+        description=(
+            "SQLite file where presence events wait until the broker acknowledges them, so "
+            "that outages, restarts and power cuts lose none; relative to the working directory"
+        ),
+    )
+    outbox_max_events: int = Field(
+        default=100_000,
+        ge=1,
+        description=(
+            "most events the outbox keeps while the broker is unreachable; beyond it the "
+            "oldest are dropped, counted as outbox_dropped in the status"
+        ),
     )
     pseudonym_key: SecretStr | None = Field(
         default=None,

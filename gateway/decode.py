@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
-from uuid import UUID
 
 APPLE_COMPANY_ID = 0x004C
 # Type 0x02 and length 0x15 (21 bytes: UUID, major, minor, measured power) mark an iBeacon
 # among Apple's other manufacturer data (Nearby Info, AirDrop, Handoff, ...).
 _IBEACON_PREFIX = b"\x02\x15"
 _IBEACON_BYTES = 23
+# Unlike the GAP fields around them, major and minor are big-endian; measured power is signed.
+_MAJOR_MINOR_POWER = struct.Struct(">HHb")
 
 
 @dataclass(frozen=True)
@@ -31,9 +33,12 @@ def decode_ibeacon(manufacturer_data: Mapping[int, bytes]) -> IBeacon | None:
     payload = manufacturer_data.get(APPLE_COMPANY_ID)
     if payload is None or len(payload) != _IBEACON_BYTES or payload[:2] != _IBEACON_PREFIX:
         return None
+    # What str(UUID(bytes=...)) gives, four times faster (bench/gateway.py).
+    digits = payload[2:18].hex()
+    major, minor, measured_power = _MAJOR_MINOR_POWER.unpack_from(payload, 18)
     return IBeacon(
-        uuid=str(UUID(bytes=bytes(payload[2:18]))),
-        major=int.from_bytes(payload[18:20], "big"),
-        minor=int.from_bytes(payload[20:22], "big"),
-        measured_power=int.from_bytes(payload[22:23], "big", signed=True),
+        uuid=f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}",
+        major=major,
+        minor=minor,
+        measured_power=measured_power,
     )

@@ -10,19 +10,25 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
 from gateway.config import GatewaySettings
-from gateway.decode import decode_ibeacon
+from gateway.decode import APPLE_COMPANY_ID, IBeacon, decode_ibeacon
 from gateway.identify import IdentityRules, identify
 from gateway.presence import PresenceTracker
 from gateway.status import GatewayCounters, make_status
 from gateway.track import RssiSmoother, estimate_distance_m
 from storelink.clock import Clock
-from storelink.wire import GatewayState, GatewayStatus, PresenceEvent
+from storelink.wire import GatewayState, GatewayStatus, PresenceEvent, Subject
 
 logger = logging.getLogger(__name__)
 
 PSEUDONYM_KEY_BYTES = 32
 # What PresenceEvent accepts; BlueZ reports 127 when the controller measured nothing.
 RSSI_RANGE_DBM = (-127, 20)
+# Every device repeats the same advertisement several times a second: what a device's Apple
+# payload means is remembered rather than decoded and identified again (measured: bench/).
+# Emptied when full, so passers-by with random addresses cannot make it grow.
+IDENTITY_CACHE_SIZE = 4096
+
+_Identity = tuple[IBeacon | None, Subject | None]
 
 
 class EventSink(Protocol):
@@ -60,6 +66,9 @@ class GatewayPipeline:
             dwell_interval_s=settings.dwell_interval_s,
         )
         self._last_heartbeat = clock.now()
+        # (address, Apple manufacturer payload) -> what decode and identify made of it. Only the
+        # Apple payload is read by decode_ibeacon, and identify reads the address besides.
+        self._identities: dict[tuple[str, bytes | None], _Identity] = {}
 
     def on_advertisement(self, device: BLEDevice, adv: AdvertisementData) -> None:
         """The bleak detection callback: one bad advert is counted and dropped, never raised."""
@@ -88,14 +97,27 @@ class GatewayPipeline:
     def _handle(self, address: str, adv: AdvertisementData, now: float) -> None:
         if not RSSI_RANGE_DBM[0] <= adv.rssi <= RSSI_RANGE_DBM[1]:
             raise ValueError("RSSI out of range")
-        beacon = decode_ibeacon(adv.manufacturer_data)
-        subject = identify(address, beacon, self._rules)
+        beacon, subject = self._identify(address, adv)
         if subject is None:
             return
         rssi = self._smoother.update(subject, adv.rssi, now)
         measured_power = beacon.measured_power if beacon is not None else self.settings.rssi_at_1m
         distance = estimate_distance_m(rssi, measured_power, self.settings.path_loss_exponent)
         self._emit(self._tracker.observe(subject, rssi, distance, now))
+
+    def _identify(self, address: str, adv: AdvertisementData) -> _Identity:
+        payload = adv.manufacturer_data.get(APPLE_COMPANY_ID)
+        if payload is not None and type(payload) is not bytes:
+            payload = bytes(payload)  # a bytearray or memoryview cannot be a key
+        key = (address, payload)
+        known = self._identities.get(key)
+        if known is None:
+            beacon = decode_ibeacon(adv.manufacturer_data)
+            known = beacon, identify(address, beacon, self._rules)
+            if len(self._identities) >= IDENTITY_CACHE_SIZE:
+                self._identities.clear()
+            self._identities[key] = known
+        return known
 
     def _emit(self, events: list[PresenceEvent]) -> None:
         for event in events:

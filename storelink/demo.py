@@ -278,7 +278,9 @@ async def run_demo(
         )
         data_dir.mkdir(parents=True, exist_ok=True)
         database = data_dir / "storelink-demo.db"
-        database.unlink(missing_ok=True)
+        # Each demo tells its own story: no visits or queued events from an earlier run.
+        for leftover in (database, data_dir / "gateway-outbox.db"):
+            leftover.unlink(missing_ok=True)
 
         shared = StorelinkSettings(mqtt_url=broker_url, mqtt_protocol=protocol)
         secret = secrets.token_hex(16)
@@ -327,6 +329,7 @@ async def run_demo(
                 gateway_id=GATEWAY_ID,
                 zone_id="entrance",
                 store_beacons=[DEMO_STORE_BEACON_ID],
+                outbox_path=str(data_dir / "gateway-outbox.db"),
             )
             gateway_task = asyncio.create_task(
                 run_gateway(

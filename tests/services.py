@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -40,16 +41,30 @@ def mosquitto_binary() -> str:
 
 
 @contextmanager
-def running_mosquitto(extra_config: str = "") -> Iterator[Mosquitto]:
-    host, port = "127.0.0.1", free_port()
+def running_mosquitto(
+    extra_config: str = "", *, port: int | None = None, persistence_dir: Path | None = None
+) -> Iterator[Mosquitto]:
+    """Mosquitto on ``port`` (default: a free one).
+
+    With ``persistence_dir``, sessions, subscriptions and queued messages are saved there when
+    the broker stops and restored when another broker starts on the same folder: a restart.
+    """
+    host = "127.0.0.1"
+    port = port if port is not None else free_port()
+    persistence = (
+        f"persistence true\npersistence_location {persistence_dir}/\n"
+        if persistence_dir is not None
+        else "persistence false\n"
+    )
+    # Run as root, mosquitto drops to its own user, which cannot write to root's folders.
+    if os.geteuid() == 0:
+        persistence += "user root\n"
     with tempfile.TemporaryDirectory(prefix="storelink-mosquitto-") as tmp:
         conf = Path(tmp) / "mosquitto.conf"
         log_path = Path(tmp) / "mosquitto.log"
         conf.write_text(
             f"listener {port} {host}\n"
-            "allow_anonymous true\n"
-            "persistence false\n"
-            f"log_dest file {log_path}\n"
+            "allow_anonymous true\n" + persistence + f"log_dest file {log_path}\n"
             "log_type error\nlog_type warning\n" + extra_config
         )
         process = subprocess.Popen([mosquitto_binary(), "-c", str(conf)])

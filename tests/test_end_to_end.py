@@ -136,7 +136,7 @@ def post_cart(client: TestClient, shopper_id: str, cart_id: str, updated_at: dat
     assert response.status_code == 202, response.text
 
 
-def run_simulated_store(url: str, app_keys: list[bytes], sim_seconds: float) -> None:
+def run_simulated_store(url: str, app_keys: list[bytes], sim_seconds: float, outbox: Path) -> None:
     """The gateway scans a simulated store for ``sim_seconds`` of simulated time, then stops."""
     clock = ScaledClock(speed=SPEED)
     settings = GatewaySettings(
@@ -146,6 +146,7 @@ def run_simulated_store(url: str, app_keys: list[bytes], sim_seconds: float) -> 
         gateway_id="gw-1",
         zone_id="entrance",
         store_beacons=[DEMO_STORE_BEACON_ID],
+        outbox_path=str(outbox),
     )
     world = demo_world(
         app_uuid=settings.app_uuid,
@@ -194,7 +195,7 @@ def test_abandoned_cart_shopper_walks_in_and_receives_an_offer(
         post_cart(client, no_offers["shopper_id"], "cart-no-consent", now - timedelta(hours=3))
 
         keys = [bytes.fromhex(s["app_key"]) for s in (abandoned, fresh, no_offers)]
-        run_simulated_store(mosquitto.url, keys, sim_seconds=60)
+        run_simulated_store(mosquitto.url, keys, sim_seconds=60, outbox=tmp_path / "outbox.db")
 
         offers = wait_for(
             lambda: client.get("/v1/offers", params={"shopper_id": abandoned["shopper_id"]}).json()
@@ -230,8 +231,12 @@ def test_abandoned_cart_shopper_walks_in_and_receives_an_offer(
     assert statuses[-1].state == "offline"
 
 
-def test_no_published_payload_contains_a_mac_address(mosquitto: Mosquitto, spy: Spy) -> None:
-    run_simulated_store(mosquitto.url, [bytes(range(32))], sim_seconds=40)
+def test_no_published_payload_contains_a_mac_address(
+    mosquitto: Mosquitto, spy: Spy, tmp_path: Path
+) -> None:
+    run_simulated_store(
+        mosquitto.url, [bytes(range(32))], sim_seconds=40, outbox=tmp_path / "outbox.db"
+    )
     messages = spy.all()
     assert any(t.endswith("/presence") for t, _ in messages)
     for topic, payload in messages:

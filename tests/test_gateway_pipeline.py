@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from bleak.backends.device import BLEDevice
@@ -9,7 +10,7 @@ from bluetooth_data_tools import parse_advertisement_data_bytes
 from firmware_sim.frames import ibeacon_frame, nearby_info_frame
 from firmware_sim.world import DEMO_STORE_BEACON, DEMO_STORE_BEACON_ID
 from gateway.config import GatewaySettings
-from gateway.pipeline import GatewayPipeline
+from gateway.pipeline import IDENTITY_CACHE_SIZE, GatewayPipeline
 from storelink.tokens import token_ref
 from storelink.wire import (
     GatewayState,
@@ -57,7 +58,7 @@ def advert(raw: bytes, rssi: int) -> AdvertisementData:
     )
 
 
-def make_pipeline(**overrides: object) -> tuple[GatewayPipeline, ListSink, ManualClock]:
+def make_pipeline(**overrides: Any) -> tuple[GatewayPipeline, ListSink, ManualClock]:
     settings = GatewaySettings(app_uuid=APP_UUID, store_beacons=[DEMO_STORE_BEACON_ID], **overrides)
     sink, clock = ListSink(), ManualClock(T0)
     return GatewayPipeline(settings, sink, clock), sink, clock
@@ -157,3 +158,40 @@ def test_a_configured_pseudonym_key_makes_pseudonyms_stable_across_restarts() ->
 
     assert anonymous_ref(pseudonym_key="k" * 32) == anonymous_ref(pseudonym_key="k" * 32)
     assert anonymous_ref() != anonymous_ref()
+
+
+def test_a_repeated_advertisement_means_what_it_meant_and_a_changed_one_is_read_again() -> None:
+    pipeline, sink, clock = make_pipeline(exit_timeout_s=5)
+    device = BLEDevice(PHONE, None, None)
+    before = advert(ibeacon_frame(UUID(APP_UUID), 0x104D, 0xE62A, -59), -60)
+    # The token rotated: same phone address, new payload, so a new subject.
+    after = advert(ibeacon_frame(UUID(APP_UUID), 0x0001, 0x0002, -59), -60)
+    for adv in (before, before, after):
+        pipeline.on_advertisement(device, adv)
+        clock.t += 0.1
+    # A payload that is not bytes (a backend handing out bytearrays) is read the same way.
+    as_bytearray = before._replace(
+        manufacturer_data={k: bytearray(v) for k, v in before.manufacturer_data.items()}  # type: ignore[misc]
+    )
+    pipeline.on_advertisement(device, as_bytearray)
+    assert [(e.kind, e.subject.ref) for e in sink.events] == [
+        (PresenceKind.ENTER, token_ref(0x104D, 0xE62A)),
+        (PresenceKind.ENTER, token_ref(0x0001, 0x0002)),
+    ]
+    assert pipeline.counters.decode_errors == 0
+
+
+def test_the_identity_cache_stays_small_under_random_addresses() -> None:
+    pipeline, sink, _ = make_pipeline()
+    phone = advert(nearby_info_frame(b"abc"), -60)
+    addresses = [
+        f"5A:00:00:00:{i // 256:02X}:{i % 256:02X}" for i in range(IDENTITY_CACHE_SIZE + 10)
+    ]
+    for address in addresses:
+        pipeline.on_advertisement(BLEDevice(address, None, None), phone)
+    assert len(pipeline._identities) <= IDENTITY_CACHE_SIZE
+    assert len({e.subject for e in sink.events}) == len(addresses)
+    # Forgotten by the cache, the first phone is identified again as the same subject: still
+    # present, so no second enter.
+    pipeline.on_advertisement(BLEDevice(addresses[0], None, None), phone)
+    assert len(sink.events) == len(addresses)

@@ -10,9 +10,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from firmware_sim.scanner import SimScanner
 from firmware_sim.world import DEMO_STORE_BEACON_ID, demo_app_keys, demo_world
@@ -41,11 +43,17 @@ SPEED = 20.0
 class Collector:
     """A plain MQTT client that records what it receives on ``topic``."""
 
-    def __init__(self, host: str, port: int, topic: str, protocol: int = mqtt.MQTTv5) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        topic: str,
+        protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5,
+    ) -> None:
         self.messages: list[mqtt.MQTTMessage] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=protocol)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=protocol)
         self.client.on_connect = lambda client, *_: client.subscribe(topic, qos=1)
         self.client.on_subscribe = lambda *_: self._subscribed.set()
         self.client.on_message = self._on_message
@@ -84,7 +92,9 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
     return True
 
 
-def test_gateway_publishes_presence_of_a_simulated_store(mosquitto: Mosquitto) -> None:
+def test_gateway_publishes_presence_of_a_simulated_store(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
     # Start just after a token window opens, so every app token stays the same throughout.
     start = token_window(time.time()) * TOKEN_WINDOW_S + 1.0
     clock = ScaledClock(start=start, speed=SPEED)
@@ -96,6 +106,7 @@ def test_gateway_publishes_presence_of_a_simulated_store(mosquitto: Mosquitto) -
         exit_timeout_s=10,
         dwell_interval_s=10,
         store_beacons=[DEMO_STORE_BEACON_ID],
+        outbox_path=tmp_path / "outbox.db",
     )
     world = demo_world(settings.app_uuid, start, keys, anonymous=2, seed=0)
     everything = Collector(mosquitto.host, mosquitto.port, "storelink/v1/#")
@@ -159,12 +170,20 @@ def test_gateway_publishes_presence_of_a_simulated_store(mosquitto: Mosquitto) -
     assert final.adverts_seen == counters.adverts_seen > 100
     assert final.events_published == counters.events_published
     assert final.decode_errors == counters.decode_errors == 0
+    # Everything was delivered before the gateway said goodbye, and nothing had to be dropped.
+    assert (final.outbox_depth, final.outbox_dropped) == (0, 0)
+    # Anonymous phones were seen by their hardware addresses; none reached the disk.
+    for stored in tmp_path.glob("outbox.db*"):
+        assert not contains_mac_address(stored.read_bytes().decode("latin-1")), stored
 
 
-def test_publisher_waits_for_a_broker_that_comes_up_late() -> None:
+def test_publisher_waits_for_a_broker_that_comes_up_late(tmp_path: Path) -> None:
     port = free_port()
     settings = GatewaySettings(
-        mqtt_url=f"mqtt://127.0.0.1:{port}", mqtt_protocol="3.1.1", gateway_id="gw-late"
+        mqtt_url=f"mqtt://127.0.0.1:{port}",
+        mqtt_protocol="3.1.1",
+        gateway_id="gw-late",
+        outbox_path=tmp_path / "outbox.db",
     )
     event = PresenceEvent(
         store_id="store-1",
@@ -190,7 +209,10 @@ def test_publisher_waits_for_a_broker_that_comes_up_late() -> None:
                     break
                 await asyncio.sleep(0.05)
             collector = Collector(
-                "127.0.0.1", port, status_topic("store-1", "gw-late"), protocol=mqtt.MQTTv311
+                "127.0.0.1",
+                port,
+                status_topic("store-1", "gw-late"),
+                protocol=MQTTProtocolVersion.MQTTv311,
             )
             for _ in range(100):
                 if collector.statuses():
@@ -211,15 +233,19 @@ GATEWAY_THAT_LOSES_POWER = """
 import sys, time
 from gateway.config import GatewaySettings
 from gateway.publish import MqttPublisher
-MqttPublisher(GatewaySettings(mqtt_url=sys.argv[1], gateway_id="gw-will")).start()
+MqttPublisher(
+    GatewaySettings(mqtt_url=sys.argv[1], gateway_id="gw-will", outbox_path=sys.argv[2])
+).start()
 time.sleep(60)
 """
 
 
-def test_the_broker_marks_a_vanished_gateway_offline(mosquitto: Mosquitto) -> None:
+def test_the_broker_marks_a_vanished_gateway_offline(mosquitto: Mosquitto, tmp_path: Path) -> None:
     collector = Collector(mosquitto.host, mosquitto.port, status_topic("store-1", "gw-will"))
     collector.wait_subscribed()
-    child = subprocess.Popen([sys.executable, "-c", GATEWAY_THAT_LOSES_POWER, mosquitto.url])
+    child = subprocess.Popen(
+        [sys.executable, "-c", GATEWAY_THAT_LOSES_POWER, mosquitto.url, str(tmp_path / "o.db")]
+    )
     try:
         assert wait_until(lambda: len(collector.statuses()) == 1)
         child.kill()  # no DISCONNECT: the broker must publish the last will
