@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
-from uuid import UUID
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from storelink.settings import StorelinkSettings
-from storelink.wire import Identifier
+from storelink.wire import Identifier, Subject, SubjectType
+from storelink.wire import canonical_beacon_id as wire_beacon_id
 
 
 def canonical_beacon_id(value: str) -> str:
-    """``uuid:major:minor`` with the UUID lower-case and dashed, as the gateway compares them."""
-    try:
-        uuid, major, minor = value.split(":")
-        parsed = UUID(uuid), int(major), int(minor)
-    except ValueError:
-        raise ValueError(f"a beacon id is uuid:major:minor, got {value!r}") from None
-    if not (0 <= parsed[1] <= 0xFFFF and 0 <= parsed[2] <= 0xFFFF):
-        raise ValueError(f"iBeacon major and minor are 16-bit, got {value!r}")
-    return f"{parsed[0]}:{parsed[1]}:{parsed[2]}"
+    """A store beacon's id as the gateway compares them: ``uuid:major:minor`` (iBeacon,
+    AltBeacon) or ``namespace:instance`` (Eddystone-UID); see ``storelink.wire``."""
+    return wire_beacon_id(value)
+
+
+def parse_irk(text: str) -> bytes:
+    """An identity resolving key from 32 hex digits (colons, dashes and spaces ignored), most
+    significant byte first: the AES key as bluetooth-data-tools' ``get_cipher_for_irk`` takes it.
+    """
+    digits = re.sub(r"[\s:\-]", "", text)
+    if not re.fullmatch(r"[0-9A-Fa-f]{32}", digits):
+        raise ValueError("an IRK is 16 bytes: 32 hex digits")
+    return bytes.fromhex(digits)
 
 
 class GatewaySettings(StorelinkSettings):
@@ -32,9 +37,19 @@ class GatewaySettings(StorelinkSettings):
     zone_id: Identifier = Field(
         default="entrance", description="the zone the gateway watches, named in every event"
     )
-    scanner: Literal["bleak", "sim"] = Field(
+    scanner: Literal["bleak", "sim", "replay"] = Field(
         default="bleak",
-        description="bleak listens to the Bluetooth adapter; sim to a simulated demo store",
+        description=(
+            "bleak listens to the Bluetooth adapter; sim to a simulated demo store; replay "
+            "plays replay_file back"
+        ),
+    )
+    replay_file: Path | None = Field(
+        default=None,
+        description=(
+            "adverts recorded by `storelink gateway record` (JSON lines) that scanner=replay "
+            "plays back at their recorded pace"
+        ),
     )
     adapter: str | None = Field(
         default=None, description="Bluetooth adapter on Linux, e.g. hci1; default: the first one"
@@ -76,7 +91,10 @@ class GatewaySettings(StorelinkSettings):
     )
     store_beacons: list[str] = Field(
         default=[],
-        description="uuid:major:minor of the store's own fixed beacons, kept out of footfall",
+        description=(
+            "the store's own fixed beacons, kept out of footfall: uuid:major:minor (iBeacon, "
+            "AltBeacon) or namespace:instance (Eddystone-UID, hex)"
+        ),
     )
     outbox_path: Path = Field(
         default=Path("var/gateway-outbox.db"),
@@ -93,11 +111,70 @@ class GatewaySettings(StorelinkSettings):
             "oldest are dropped, counted as outbox_dropped in the status"
         ),
     )
+    exit_distance_m: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "once in the zone, a subject closer than this is still present (hysteresis against "
+            "flicker at the edge); unset: the enter distance"
+        ),
+    )
+    staff_beacons: list[str] = Field(
+        default=[],
+        description="uuid:major:minor (or Eddystone namespace:instance) of staff badges, never "
+        "counted as presence",
+    )
+    remote_config: bool = Field(
+        default=True,
+        description=(
+            "apply the retained GatewayConfig on storelink/v1/{store_id}/{gateway_id}/config; "
+            "the last good one is kept next to the outbox for restarts without the broker"
+        ),
+    )
+    beacon_missing_after_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="a store beacon not heard for this long is reported missing",
+    )
+    beacon_report_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="seconds between beacon health reports (sooner when a beacon goes missing)",
+    )
+    watchdog_s: float = Field(
+        default=120.0,
+        ge=0,
+        description=(
+            "restart the scanner when no advertisement arrived for this long (BlueZ can stall "
+            "after hours); 0 turns the watchdog off"
+        ),
+    )
+    watchdog_max_backoff_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="longest wait between scanner restarts while the radio stays silent",
+    )
+    adapter_recovery: bool = Field(
+        default=True,
+        description=(
+            "when a restarted scanner stays silent, reset the Bluetooth adapter with "
+            "bluetooth-auto-recovery (Linux; needs CAP_NET_ADMIN)"
+        ),
+    )
     pseudonym_key: SecretStr | None = Field(
         default=None,
         description=(
-            "key for the pseudonyms of devices without the app; unset: a random key per run, "
-            "so pseudonyms cannot be linked across restarts"
+            "key for the pseudonyms of devices without the app, from which a new key is derived "
+            "every UTC day, so pseudonyms cannot be linked across days; unset: a random key per "
+            "run, so they cannot be linked across restarts either"
+        ),
+    )
+    irks: dict[str, SecretStr] = Field(
+        default={},
+        description=(
+            "subject ref -> identity resolving key (32 hex digits) of a consenting shopper's "
+            "wearable: an address it resolves is published as that wearable subject; pushed by "
+            "the cloud"
         ),
     )
 
@@ -105,3 +182,30 @@ class GatewaySettings(StorelinkSettings):
     @classmethod
     def _canonical_store_beacons(cls, values: list[str]) -> list[str]:
         return [canonical_beacon_id(value) for value in values]
+
+    @field_validator("irks")
+    @classmethod
+    def _valid_irks(cls, values: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for ref, irk in values.items():
+            # The ref is published as it is: it must be a pseudonym the wire accepts.
+            Subject(type=SubjectType.WEARABLE, ref=ref)
+            try:
+                parse_irk(irk.get_secret_value())
+            except ValueError:
+                raise ValueError(f"the IRK of {ref!r} is not 32 hex digits") from None
+        return values
+
+    def irk_bytes(self) -> dict[str, bytes]:
+        """``irks`` as the 16-byte keys ``gateway.identify`` takes."""
+        return {ref: parse_irk(irk.get_secret_value()) for ref, irk in self.irks.items()}
+
+    @field_validator("staff_beacons")
+    @classmethod
+    def _canonical_staff_beacons(cls, values: list[str]) -> list[str]:
+        return [wire_beacon_id(value) for value in values]
+
+    @model_validator(mode="after")
+    def _exit_beyond_enter(self) -> GatewaySettings:
+        if self.exit_distance_m is not None and self.exit_distance_m < self.enter_distance_m:
+            raise ValueError("exit_distance_m must not be below enter_distance_m")
+        return self

@@ -4,31 +4,55 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Mapping
 from typing import Protocol
 
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
 from gateway.config import GatewaySettings
-from gateway.decode import APPLE_COMPANY_ID, IBeacon, decode_ibeacon
-from gateway.identify import IdentityRules, identify
+from gateway.decode import Decoded, Decoder, DeviceClass, canonical_ad_bytes, raw_bytes
+from gateway.fleet import BeaconFleet
+from gateway.identify import DAY_S, IdentityResolver, IdentityRules
 from gateway.presence import PresenceTracker
-from gateway.status import GatewayCounters, make_status
+from gateway.status import GatewayCounters, Heartbeat
 from gateway.track import RssiSmoother, estimate_distance_m
 from storelink.clock import Clock
-from storelink.wire import GatewayState, GatewayStatus, PresenceEvent, Subject
+from storelink.wire import (
+    Calibration,
+    GatewayConfig,
+    GatewayState,
+    GatewayStatus,
+    PresenceEvent,
+    Subject,
+    SubjectType,
+    ZoneConfig,
+)
 
 logger = logging.getLogger(__name__)
 
 PSEUDONYM_KEY_BYTES = 32
 # What PresenceEvent accepts; BlueZ reports 127 when the controller measured nothing.
 RSSI_RANGE_DBM = (-127, 20)
-# Every device repeats the same advertisement several times a second: what a device's Apple
-# payload means is remembered rather than decoded and identified again (measured: bench/).
+# Every device repeats the same advertisement several times a second: what a device's
+# advertisement means is remembered rather than decoded and identified again (measured: bench/).
 # Emptied when full, so passers-by with random addresses cannot make it grow.
 IDENTITY_CACHE_SIZE = 4096
 
-_Identity = tuple[IBeacon | None, Subject | None]
+_Identity = tuple[Decoded, Subject | None]
+# What a remote config may calibrate: subject types and the decoder's device classes.
+CALIBRATION_CLASSES = frozenset(t.value for t in SubjectType) | frozenset(
+    c.value for c in DeviceClass
+)
+_SUBJECT_FIRST = frozenset({SubjectType.APP, SubjectType.WEARABLE})
+
+
+class _Zone:
+    """One zone's presence, judged with its own path-loss exponent."""
+
+    def __init__(self, tracker: PresenceTracker, path_loss_exponent: float) -> None:
+        self.tracker = tracker
+        self.path_loss_exponent = path_loss_exponent
 
 
 class EventSink(Protocol):
@@ -48,27 +72,36 @@ class GatewayPipeline:
         key = settings.pseudonym_key
         self._rules = IdentityRules(
             app_uuid=settings.app_uuid,
-            store_beacons=frozenset(settings.store_beacons),
+            # Staff badges are kept out of presence like the store's own beacons.
+            store_beacons=frozenset(settings.store_beacons) | frozenset(settings.staff_beacons),
             # Without a configured key, pseudonyms are linkable only within this run.
             pseudonym_key=(
                 key.get_secret_value().encode()
                 if key is not None
                 else secrets.token_bytes(PSEUDONYM_KEY_BYTES)
             ),
+            irks=settings.irk_bytes(),
         )
+        self._decoder = Decoder(settings.app_uuid, IDENTITY_CACHE_SIZE)
+        self._resolver = IdentityResolver(self._rules)
         self._smoother = RssiSmoother(settings.smoothing_alpha, settings.exit_timeout_s)
-        self._tracker = PresenceTracker(
-            store_id=settings.store_id,
-            gateway_id=settings.gateway_id,
-            zone_id=settings.zone_id,
-            enter_distance_m=settings.enter_distance_m,
-            exit_timeout_s=settings.exit_timeout_s,
-            dwell_interval_s=settings.dwell_interval_s,
-        )
+        self._zones = [self._new_zone(self._local_zone())]
+        # RSSI at 1 m from the remote config; None: what the devices advertise, or rssi_at_1m.
+        self._calibration: Calibration | None = None
         self._last_heartbeat = clock.now()
-        # (address, Apple manufacturer payload) -> what decode and identify made of it. Only the
-        # Apple payload is read by decode_ibeacon, and identify reads the address besides.
-        self._identities: dict[tuple[str, bytes | None], _Identity] = {}
+        self.heartbeat = Heartbeat(settings, clock.now())
+        self.fleet = BeaconFleet(
+            settings.store_beacons,
+            settings.staff_beacons,
+            missing_after_s=settings.beacon_missing_after_s,
+            report_every_s=settings.beacon_report_s,
+            now=clock.now(),
+        )
+        # (address, advertisement bytes) -> what decode and identify made of it, for the current
+        # UTC day (anonymous pseudonyms change at midnight). The bytes are the raw advertisement
+        # where the source keeps it (simulator, replay), else rebuilt from bleak's fields.
+        self._identities: dict[tuple[str, bytes], _Identity] = {}
+        self._day = -1.0
 
     def on_advertisement(self, device: BLEDevice, adv: AdvertisementData) -> None:
         """The bleak detection callback: one bad advert is counted and dropped, never raised."""
@@ -82,38 +115,157 @@ class GatewayPipeline:
             logger.debug("dropped an advertisement: %s", type(exc).__name__)
 
     def housekeeping(self, now: float) -> None:
-        self._emit(self._tracker.expire(now))
+        for zone in self._zones:
+            self._emit(zone.tracker.expire(now))
         self._smoother.prune(now)
         if now - self._last_heartbeat >= self.settings.heartbeat_s:
             self._last_heartbeat = now
-            self._sink.publish_status(
-                make_status(self.settings, GatewayState.ONLINE, now, self.counters)
-            )
+            self._sink.publish_status(self.status(GatewayState.ONLINE, now))
+
+    def status(self, state: GatewayState, now: float, *, sample: bool = True) -> GatewayStatus:
+        """The status with counters, advert rate, uptime, CPU temperature and config version."""
+        return self.heartbeat.status(state, now, self.counters, sample=sample)
+
+    def apply_config(self, config: GatewayConfig) -> None:
+        """Apply a remote config at once: zones, calibration, store and staff beacons, app UUID,
+        IRKs. What it leaves out (null) is the local setting. Raises ValueError, changing
+        nothing, if the gateway cannot use it. Subjects in a zone that is gone exit now."""
+        settings = self.settings
+        if (config.store_id, config.gateway_id) != (settings.store_id, settings.gateway_id):
+            raise ValueError("the config is for another gateway")
+        unknown = set(config.calibration.by_device_class) - CALIBRATION_CLASSES
+        if unknown:
+            raise ValueError(f"calibration.by_device_class: unknown classes {sorted(unknown)}")
+        store = settings.store_beacons if config.store_beacons is None else config.store_beacons
+        staff = settings.staff_beacons if config.staff_beacons is None else config.staff_beacons
+        app_uuid = settings.app_uuid if config.app_uuid is None else str(config.app_uuid)
+        irks = (
+            settings.irk_bytes()
+            if config.irks is None
+            else {ref: bytes.fromhex(irk) for ref, irk in config.irks.items()}
+        )
+        rules = IdentityRules(
+            app_uuid=app_uuid,
+            store_beacons=frozenset(store) | frozenset(staff),
+            pseudonym_key=self._rules.pseudonym_key,
+            irks=irks,
+        )
+        specs = config.zones or (self._local_zone(),)
+        # Valid: from here on nothing raises.
+        now = self._clock.now()
+        current = {zone.tracker.zone_id: zone for zone in self._zones}
+        zones = []
+        for spec in specs:
+            zone = current.pop(spec.zone_id, None)
+            if zone is None:
+                zone = self._new_zone(spec)
+            else:
+                zone.tracker.enter_distance_m = spec.enter_distance_m
+                zone.tracker.exit_distance_m = spec.exit_distance_m
+                zone.path_loss_exponent = spec.path_loss_exponent or settings.path_loss_exponent
+            zones.append(zone)
+        for gone in current.values():
+            self._emit(gone.tracker.exit_all(now))
+        self._zones = zones
+        if app_uuid != self._rules.app_uuid:
+            self._decoder = Decoder(app_uuid, IDENTITY_CACHE_SIZE)
+        self._rules = rules
+        self._resolver = IdentityResolver(rules)
+        self._identities.clear()
+        calibration = config.calibration
+        self._calibration = (
+            calibration if calibration.by_beacon or calibration.by_device_class else None
+        )
+        self.fleet.configure(store, staff, now)
+        self.heartbeat.config_applied(config.version)
+
+    def config_rejected(self, reason: str) -> None:
+        """A remote config was refused: the status says why until a good one is applied."""
+        self.heartbeat.config_rejected(reason)
+
+    def _local_zone(self) -> ZoneConfig:
+        settings = self.settings
+        return ZoneConfig(
+            zone_id=settings.zone_id,
+            enter_distance_m=settings.enter_distance_m,
+            exit_distance_m=settings.exit_distance_m,
+            path_loss_exponent=settings.path_loss_exponent,
+        )
+
+    def _new_zone(self, spec: ZoneConfig) -> _Zone:
+        settings = self.settings
+        tracker = PresenceTracker(
+            store_id=settings.store_id,
+            gateway_id=settings.gateway_id,
+            zone_id=spec.zone_id,
+            enter_distance_m=spec.enter_distance_m,
+            exit_timeout_s=settings.exit_timeout_s,
+            dwell_interval_s=settings.dwell_interval_s,
+            exit_distance_m=spec.exit_distance_m,
+        )
+        return _Zone(tracker, spec.path_loss_exponent or settings.path_loss_exponent)
+
+    def set_irks(self, irks: Mapping[str, bytes]) -> None:
+        """Replace the wearables' IRKs (subject ref -> 16-byte key), e.g. from remote config."""
+        self._resolver.set_irks(irks)
+        self._identities.clear()
 
     def close(self, now: float) -> None:
         """Exit everyone still present, since nobody will be watching them leave."""
-        self._emit(self._tracker.exit_all(now))
+        for zone in self._zones:
+            self._emit(zone.tracker.exit_all(now))
 
     def _handle(self, address: str, adv: AdvertisementData, now: float) -> None:
         if not RSSI_RANGE_DBM[0] <= adv.rssi <= RSSI_RANGE_DBM[1]:
             raise ValueError("RSSI out of range")
-        beacon, subject = self._identify(address, adv)
-        if subject is None:
+        decoded, subject = self._identify(address, adv, now)
+        # The store's beacons and staff badges: their health is watched, they are not presence.
+        if self.fleet.claims(address, decoded, adv.rssi, now) or subject is None:
             return
         rssi = self._smoother.update(subject, adv.rssi, now)
-        measured_power = beacon.measured_power if beacon is not None else self.settings.rssi_at_1m
-        distance = estimate_distance_m(rssi, measured_power, self.settings.path_loss_exponent)
-        self._emit(self._tracker.observe(subject, rssi, distance, now))
+        measured_power = self._rssi_at_1m(decoded, subject)
+        for zone in self._zones:
+            distance = estimate_distance_m(rssi, measured_power, zone.path_loss_exponent)
+            self._emit(zone.tracker.observe(subject, rssi, distance, now))
 
-    def _identify(self, address: str, adv: AdvertisementData) -> _Identity:
-        payload = adv.manufacturer_data.get(APPLE_COMPANY_ID)
-        if payload is not None and type(payload) is not bytes:
-            payload = bytes(payload)  # a bytearray or memoryview cannot be a key
-        key = (address, payload)
+    def _rssi_at_1m(self, decoded: Decoded, subject: Subject) -> float:
+        """The remote calibration: the beacon's own entry, else the app's or a wearable's subject
+        type, else the device class, else the subject type; without one, what the device
+        advertises, else the rssi_at_1m setting."""
+        calibration = self._calibration
+        if calibration is not None:
+            beacon_id = decoded.beacon_id
+            if beacon_id is not None and beacon_id in calibration.by_beacon:
+                return calibration.by_beacon[beacon_id]
+            by_class = calibration.by_device_class
+            keys = (subject.type.value, decoded.device_class.value)
+            for key in keys if subject.type in _SUBJECT_FIRST else keys[::-1]:
+                if key in by_class:
+                    return by_class[key]
+        measured_power = decoded.measured_power
+        return self.settings.rssi_at_1m if measured_power is None else measured_power
+
+    def _identify(self, address: str, adv: AdvertisementData, now: float) -> _Identity:
+        raw = raw_bytes(adv.platform_data)
+        if raw is None:
+            raw = canonical_ad_bytes(
+                adv.local_name,
+                adv.service_uuids,
+                adv.service_data,
+                adv.manufacturer_data,
+                adv.tx_power,
+            )
+        day = now // DAY_S
+        if day != self._day:
+            self._day = day
+            self._identities.clear()
+        key = (address, raw)
         known = self._identities.get(key)
         if known is None:
-            beacon = decode_ibeacon(adv.manufacturer_data)
-            known = beacon, identify(address, beacon, self._rules)
+            decoded = self._decoder.decode_fields(
+                raw, adv.manufacturer_data, adv.service_data, adv.service_uuids, adv.local_name
+            )
+            known = decoded, self._resolver.identify(address, decoded, now)
             if len(self._identities) >= IDENTITY_CACHE_SIZE:
                 self._identities.clear()
             self._identities[key] = known

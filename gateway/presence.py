@@ -20,6 +20,9 @@ class _Visit:
 class PresenceTracker:
     """Enter when first seen within ``enter_distance_m``; exit after ``exit_timeout_s`` unseen.
 
+    Once in, sightings within ``exit_distance_m`` (when set, at least the enter distance) keep a
+    subject present: the hysteresis keeps someone standing at the edge from flickering.
+
     Only sightings within the enter distance count: a phone passing by on the street is heard,
     but never enters, and a shopper walking away is gone even while still faintly heard.
     """
@@ -33,6 +36,7 @@ class PresenceTracker:
         enter_distance_m: float,
         exit_timeout_s: float,
         dwell_interval_s: float,
+        exit_distance_m: float | None = None,
     ) -> None:
         self.store_id = store_id
         self.gateway_id = gateway_id
@@ -40,6 +44,7 @@ class PresenceTracker:
         self.enter_distance_m = enter_distance_m
         self.exit_timeout_s = exit_timeout_s
         self.dwell_interval_s = dwell_interval_s
+        self.exit_distance_m = exit_distance_m
         self._visits: dict[Subject, _Visit] = {}
 
     @property
@@ -49,9 +54,12 @@ class PresenceTracker:
     def observe(
         self, subject: Subject, rssi: float, distance_m: float, now: float
     ) -> list[PresenceEvent]:
-        if distance_m > self.enter_distance_m:
-            return []
         visit = self._visits.get(subject)
+        limit = self.enter_distance_m
+        if visit is not None and self.exit_distance_m is not None:
+            limit = max(limit, self.exit_distance_m)
+        if distance_m > limit:
+            return []
         if visit is None:
             visit = self._visits[subject] = _Visit(now, now, now, rssi, distance_m)
             return [self._event(PresenceKind.ENTER, subject, visit, now, dwell_s=0.0)]

@@ -17,6 +17,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,11 +31,14 @@ from gateway.status import make_status
 from storelink.clock import Clock, SystemClock
 from storelink.mqtt import connect_properties, make_client
 from storelink.wire import (
+    BEACONS_QOS,
     PRESENCE_QOS,
     STATUS_QOS,
+    BeaconFleetReport,
     GatewayState,
     GatewayStatus,
     PresenceEvent,
+    beacons_topic,
     presence_topic,
     status_topic,
 )
@@ -72,6 +76,11 @@ class MqttPublisher:
         self._outbox = outbox or Outbox(settings.outbox_path, max_events=settings.outbox_max_events)
         self._status = make_status(settings, GatewayState.ONLINE, self._clock.now())
         self._rejected = 0
+        self._beacons_topic = beacons_topic(settings.store_id, settings.gateway_id)
+        # The latest beacon report; like the status, sent again on every connect.
+        self._beacons: BeaconFleetReport | None = None
+        # topic -> (QoS, handler of the payload, called on paho's network thread).
+        self._subscriptions: dict[str, tuple[int, Callable[[bytes], None]]] = {}
 
         # Shared between the caller's thread, the sender thread and paho's network thread.
         self._lock = threading.Condition()
@@ -107,6 +116,7 @@ class MqttPublisher:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
+        self._client.on_message = self._on_message
 
     @property
     def unacknowledged(self) -> int:
@@ -162,6 +172,25 @@ class MqttPublisher:
         if not connected:
             return True
         return self._send_status(self._status)
+
+    def publish_beacons(self, report: BeaconFleetReport) -> bool:
+        """Send the beacon health report retained; while disconnected only the latest is kept."""
+        with self._lock:
+            self._beacons = report
+            connected = self._connected
+        if not connected:
+            return True
+        return self._send_retained(self._beacons_topic, report.model_dump_json(), BEACONS_QOS)
+
+    def subscribe(self, topic: str, qos: int, handler: Callable[[bytes], None]) -> None:
+        """Receive the payloads published on ``topic`` (no wildcards), on every connect again
+        (so a retained message arrives after each reconnect). ``handler`` runs on paho's network
+        thread and must not block."""
+        with self._lock:
+            self._subscriptions[topic] = (qos, handler)
+            connected = self._connected
+        if connected:
+            self._client.subscribe(topic, qos=qos)
 
     def stop(self, final: GatewayStatus | None = None, timeout_s: float = 5.0) -> bool:
         """Deliver what is queued, say offline, disconnect. True if nothing was left unsent.
@@ -296,11 +325,12 @@ class MqttPublisher:
         return True
 
     def _send_status(self, status: GatewayStatus) -> bool:
-        info = self._client.publish(
-            self._status_topic, status.model_dump_json(), qos=STATUS_QOS, retain=True
-        )
+        return self._send_retained(self._status_topic, status.model_dump_json(), STATUS_QOS)
+
+    def _send_retained(self, topic: str, payload: str, qos: int) -> bool:
+        info = self._client.publish(topic, payload, qos=qos, retain=True)
         if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
-            logger.warning("MQTT queue full: dropped a status message")
+            logger.warning("MQTT queue full: dropped a message on %s", topic)
             return False
         with self._lock:
             if self._early_acks.pop(info.mid, None) is None:
@@ -341,6 +371,13 @@ class MqttPublisher:
             update={"state": GatewayState.ONLINE, "ts": self._clock_ts()}
         )
         self.publish_status(online)
+        with self._lock:
+            beacons = self._beacons
+            subscriptions = [(topic, qos) for topic, (qos, _) in self._subscriptions.items()]
+        if beacons is not None:
+            self._send_retained(self._beacons_topic, beacons.model_dump_json(), BEACONS_QOS)
+        if subscriptions:
+            client.subscribe(subscriptions)
 
     def _on_disconnect(
         self,
@@ -354,6 +391,17 @@ class MqttPublisher:
             self._connected = False
         if reason_code.is_failure:
             logger.warning("lost the MQTT broker (%s); reconnecting", reason_code)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            subscription = self._subscriptions.get(message.topic)
+        if subscription is None:
+            return
+        try:
+            subscription[1](bytes(message.payload))
+        except Exception:
+            # paho would otherwise swallow it; the payload is not logged (it may hold keys).
+            logger.exception("the handler of %s failed", message.topic)
 
     def _on_publish(
         self,

@@ -1,4 +1,10 @@
-"""The gateway process: scanner in, MQTT out, housekeeping in between."""
+"""The gateway process: scanner in, MQTT out, housekeeping in between.
+
+Besides presence, the process keeps itself healthy and observable: a watchdog replaces a scanner
+that went silent (``gateway.watchdog``), the retained remote config is applied live
+(``gateway.remote_config``), heartbeats carry counters, and the store's beacons' health goes out
+on the beacons topic (``gateway.fleet``).
+"""
 
 from __future__ import annotations
 
@@ -12,9 +18,11 @@ from bleak.backends.scanner import BaseBleakScanner
 from gateway.config import GatewaySettings
 from gateway.pipeline import GatewayPipeline
 from gateway.publish import MqttPublisher
-from gateway.status import GatewayCounters, make_status
+from gateway.remote_config import RemoteConfig, persisted_config_path
+from gateway.status import GatewayCounters
+from gateway.watchdog import ScannerWatchdog, adapter_recovery
 from storelink.clock import Clock
-from storelink.wire import GatewayState
+from storelink.wire import CONFIG_QOS, GatewayState, config_topic
 
 logger = logging.getLogger(__name__)
 
@@ -32,39 +40,88 @@ async def run_gateway(
     """Scan and publish until ``stop`` is set; ``backend`` None is the platform's Bluetooth."""
     publisher = MqttPublisher(settings, clock=clock)
     pipeline = GatewayPipeline(settings, publisher, clock)
+    loop = asyncio.get_running_loop()
+
+    def publish_status_now() -> None:
+        publisher.publish_status(pipeline.status(GatewayState.ONLINE, clock.now(), sample=False))
+
+    if settings.remote_config:
+        remote = RemoteConfig(
+            settings,
+            pipeline,
+            path=persisted_config_path(settings),
+            on_change=publish_status_now,
+            call_soon=loop.call_soon_threadsafe,
+        )
+        remote.load_persisted()
+        publisher.subscribe(
+            config_topic(settings.store_id, settings.gateway_id), CONFIG_QOS, remote.on_message
+        )
+
     scanner_kwargs = dict(backend_kwargs or {})
     if settings.adapter is not None:
         scanner_kwargs["bluez"] = {"adapter": settings.adapter}
-    scanner = BleakScanner(
-        detection_callback=pipeline.on_advertisement,
-        scanning_mode=settings.scanning_mode,
-        backend=backend,
-        **scanner_kwargs,
+
+    def make_scanner() -> BleakScanner:
+        return BleakScanner(
+            detection_callback=pipeline.on_advertisement,
+            scanning_mode=settings.scanning_mode,
+            backend=backend,
+            **scanner_kwargs,
+        )
+
+    def count_restart() -> None:
+        pipeline.counters.scanner_restarts += 1
+
+    watchdog = ScannerWatchdog(
+        make_scanner,
+        clock=clock,
+        progress=lambda: pipeline.counters.adverts_seen,
+        silence_s=settings.watchdog_s,
+        max_backoff_s=settings.watchdog_max_backoff_s,
+        # Only the real radio has an adapter to reset.
+        recover_adapter=(
+            adapter_recovery(settings.adapter)
+            if backend is None and settings.adapter_recovery
+            else None
+        ),
+        on_restart=count_restart,
     )
+    # What goes out on connect: with the saved config's version already.
+    publish_status_now()
     publisher.start()
     try:
-        await scanner.start()
-        logger.info("gateway %s/%s scanning", settings.store_id, settings.gateway_id)
+        halt = asyncio.Event()
+        watching = asyncio.create_task(watchdog.run(halt))
+        logger.info("gateway %s/%s starting", settings.store_id, settings.gateway_id)
         try:
-            while not stop.is_set():
-                pipeline.housekeeping(clock.now())
-                await _sleep_unless_stopped(clock, HOUSEKEEPING_S, stop)
+            while not stop.is_set() and not watching.done():
+                now = clock.now()
+                pipeline.housekeeping(now)
+                if pipeline.fleet.report_due(now):
+                    publisher.publish_beacons(
+                        pipeline.fleet.report(settings.store_id, settings.gateway_id, now)
+                    )
+                await _sleep_unless_stopped(clock, HOUSEKEEPING_S, stop, watching)
         finally:
-            await scanner.stop()
+            halt.set()
+            await watching  # stops the scanner; raises if it could not start (watchdog off)
         pipeline.close(clock.now())
     finally:
-        final = make_status(settings, GatewayState.OFFLINE, clock.now(), pipeline.counters)
+        final = pipeline.status(GatewayState.OFFLINE, clock.now())
         # The broker may be an embedded one on this very event loop: wait for it off the loop.
         await asyncio.to_thread(publisher.stop, final)
     logger.info("gateway stopped: %s", pipeline.counters)
     return pipeline.counters
 
 
-async def _sleep_unless_stopped(clock: Clock, seconds: float, stop: asyncio.Event) -> None:
+async def _sleep_unless_stopped(
+    clock: Clock, seconds: float, stop: asyncio.Event, watching: asyncio.Task[None]
+) -> None:
     sleeper = asyncio.ensure_future(clock.sleep(seconds))
     stopper = asyncio.ensure_future(stop.wait())
     try:
-        await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({sleeper, stopper, watching}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         sleeper.cancel()
         stopper.cancel()

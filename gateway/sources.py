@@ -21,12 +21,19 @@ def scanner_source(
     """The ``backend`` and ``backend_kwargs`` for ``run_gateway``.
 
     Under the ``sim`` scanner, ``world`` defaults to the demo store with the shoppers of
-    ``firmware_sim.world.demo_app_keys``, starting now.
+    ``firmware_sim.world.demo_app_keys``, starting now. The ``replay`` scanner plays
+    ``settings.replay_file`` back (``gateway.sources_replay``).
     """
+    if settings.scanner != "sim" and world is not None:
+        raise ValueError("a simulated world needs scanner='sim'")
     if settings.scanner == "bleak":
-        if world is not None:
-            raise ValueError("a simulated world needs scanner='sim'")
         return None, {}
+    if settings.scanner == "replay":
+        from gateway.sources_replay import ReplayScanner
+
+        if settings.replay_file is None:
+            raise ValueError("scanner='replay' needs replay_file, a file `gateway record` wrote")
+        return ReplayScanner, {"path": settings.replay_file, "clock": clock}
     if world is None:
         world = demo_world(
             settings.app_uuid,

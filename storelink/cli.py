@@ -59,8 +59,12 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
 def gateway_run(
     config: ConfigOption = None,
     scanner: Annotated[
-        Literal["bleak", "sim"] | None,
-        typer.Option(help="Advertisement source: the Bluetooth radio, or the simulator."),
+        Literal["bleak", "sim", "replay"] | None,
+        typer.Option(help="Advertisement source: the Bluetooth radio, the simulator, a recording."),
+    ] = None,
+    replay: Annotated[
+        Path | None,
+        typer.Option(help="Play back this file of `gateway record` (implies --scanner replay)."),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -75,6 +79,8 @@ def gateway_run(
     settings = GatewaySettings()
     if scanner is not None:
         settings = settings.model_copy(update={"scanner": scanner})
+    if replay is not None:
+        settings = settings.model_copy(update={"scanner": "replay", "replay_file": replay})
     clock = SystemClock()
 
     async def main() -> None:
@@ -86,6 +92,100 @@ def gateway_run(
         )
 
     asyncio.run(main())
+
+
+@gateway_app.command("decode")
+def gateway_decode(
+    raw: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="HEX",
+            help="Advertising data (AD structures) as hex, as btmon or hcidump print it; "
+            "spaces, colons and line breaks between bytes are fine.",
+        ),
+    ],
+    app_uuid: Annotated[
+        str | None,
+        typer.Option(help="The shopper app's proximity UUID; default: the configured one."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Decode one advertisement: print its frames, device class and manufacturer as JSON."""
+    from gateway.decode import InvalidHexError, decode_advertisement, parse_hex
+
+    try:
+        data = parse_hex(" ".join(raw))
+    except InvalidHexError as exc:
+        raise typer.BadParameter(str(exc), param_hint="HEX") from None
+    if app_uuid is None:
+        _use_config(config)
+        from gateway.config import GatewaySettings
+
+        app_uuid = GatewaySettings().app_uuid
+    try:
+        decoded = decode_advertisement(data, app_uuid=app_uuid)
+    except ValueError:
+        raise typer.BadParameter("not a UUID", param_hint="--app-uuid") from None
+    typer.echo(json.dumps(decoded.to_json()))
+
+
+@gateway_app.command("record")
+def gateway_record(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="JSON lines to write.")],
+    config: ConfigOption = None,
+    scanner: Annotated[
+        Literal["bleak", "sim"] | None,
+        typer.Option(help="Record the Bluetooth radio (default) or the simulated demo store."),
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Record adverts (time, RSSI, raw bytes, pseudonymised address) for `run --replay`."""
+    _setup_logging(verbose)
+    _use_config(config)
+    from gateway.config import GatewaySettings
+    from gateway.record import record_adverts
+    from gateway.sources import scanner_source
+    from storelink.clock import SystemClock
+
+    settings = GatewaySettings()
+    settings = settings.model_copy(update={"scanner": scanner or "bleak"})
+    clock = SystemClock()
+
+    async def main() -> dict[str, object]:
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        backend, backend_kwargs = scanner_source(settings, clock)
+        return await record_adverts(
+            settings,
+            file,
+            clock=clock,
+            stop=stop,
+            duration_s=duration,
+            backend=backend,
+            backend_kwargs=backend_kwargs,
+        )
+
+    typer.echo(json.dumps(asyncio.run(main()), sort_keys=True))
+
+
+@gateway_app.command("doctor")
+def gateway_doctor(
+    config: ConfigOption = None,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds each check may take (broker, D-Bus, timedatectl).")
+    ] = 5.0,
+) -> None:
+    """Check this machine for the gateway: config, outbox, broker, BlueZ and adapter, clock.
+
+    One line per check (OK, WARN or FAIL, with what to do); exits 1 if anything failed.
+    """
+    _use_config(config)
+    from gateway.doctor import report, run_checks
+
+    raise typer.Exit(report(run_checks(timeout_s=timeout), echo=typer.echo))
 
 
 @sim_app.command("ibeacon")
@@ -120,6 +220,93 @@ def sim_app_token(
             {"window": window, "major": major, "minor": minor, "ref": token_ref(major, minor)}
         )
     )
+
+
+def _speed(value: str) -> float | None:
+    if value == "max":
+        return None
+    try:
+        speed = float(value)
+    except ValueError:
+        raise typer.BadParameter("a positive number or 'max'", param_hint="--speed") from None
+    if speed <= 0:
+        raise typer.BadParameter("a positive number or 'max'", param_hint="--speed")
+    return speed
+
+
+@sim_app.command("run")
+def sim_run(
+    scenario: Annotated[
+        str, typer.Option(help="A shipped scenario (see `storelink sim scenarios`) or a YAML file.")
+    ],
+    out: Annotated[Path, typer.Option(help="Folder for truth.jsonl, presence.jsonl and more.")],
+    seed: Annotated[int, typer.Option(help="Same seed, same files.")] = 0,
+    speed: Annotated[
+        str, typer.Option(help="'max': as fast as possible; X: simulated time X times real time.")
+    ] = "max",
+    hours: Annotated[
+        float | None, typer.Option(help="Only the shoppers of the first HOURS after opening.")
+    ] = None,
+    setting: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Change a gateway or radio setting: enter_distance_m=4, radio.shadowing_db=6.",
+        ),
+    ] = None,
+) -> None:
+    """Simulate a store day through the real gateway pipeline; print a JSON summary."""
+    from firmware_sim.runner import run_scenario
+    from firmware_sim.scenario import load_scenario, with_overrides
+    from firmware_sim.store import SimStore
+
+    pace = _speed(speed)
+    try:
+        loaded = with_overrides(load_scenario(scenario), setting or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--scenario/--set") from None
+    summary = run_scenario(SimStore(loaded, seed, hours=hours), out, speed=pace)
+    typer.echo(json.dumps(summary.as_dict(), sort_keys=True))
+
+
+@sim_app.command("score")
+def sim_score(
+    out_dir: Annotated[Path, typer.Argument(metavar="DIR", help="What `storelink sim run` wrote.")],
+    min_visit_s: Annotated[
+        float, typer.Option(help="True visits shorter than this are optional.")
+    ] = 10.0,
+) -> None:
+    """Compare the presence events with the truth: one JSON object of scores."""
+    from firmware_sim.score import score_dir
+
+    typer.echo(json.dumps(score_dir(out_dir, min_visit_s=min_visit_s), sort_keys=True))
+
+
+@sim_app.command("floorplan")
+def sim_floorplan(
+    scenario: Annotated[str, typer.Argument(help="A shipped scenario or a YAML file.")],
+    out: Annotated[Path, typer.Option(help="The PNG file to write.")],
+) -> None:
+    """Draw a scenario's floor plan as a PNG picture."""
+    from firmware_sim.floorplan import render
+    from firmware_sim.scenario import load_scenario
+
+    render(load_scenario(scenario), out)
+    typer.echo(str(out))
+
+
+@sim_app.command("scenarios")
+def sim_scenarios() -> None:
+    """List the shipped scenarios: name, zones, gateways, shoppers a day."""
+    from firmware_sim.scenario import load_scenario, scenario_names
+
+    for name in scenario_names():
+        loaded = load_scenario(name)
+        shoppers = round(sum(loaded.shoppers.per_hour.values()))
+        typer.echo(
+            f"{name}: {len(loaded.floor.zones)} zones, {len(loaded.gateways)} gateway(s), "
+            f"{shoppers} shoppers"
+        )
 
 
 @cloud_app.command("serve")

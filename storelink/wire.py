@@ -12,8 +12,17 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
+from uuid import UUID
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 from ulid import ULID
 
 PROTOCOL_VERSION = 1
@@ -76,6 +85,20 @@ def status_topic(store_id: str, gateway_id: str) -> str:
 
 def notification_topic(shopper_ref: str) -> str:
     return f"{TOPIC_ROOT}/shoppers/{shopper_ref}/notifications"
+
+
+def config_topic(store_id: str, gateway_id: str) -> str:
+    """Retained ``GatewayConfig`` for one gateway, published by the cloud or an operator."""
+    return f"{TOPIC_ROOT}/{store_id}/{gateway_id}/config"
+
+
+def beacons_topic(store_id: str, gateway_id: str) -> str:
+    """Retained ``BeaconFleetReport``: the health of the store's own beacons near a gateway."""
+    return f"{TOPIC_ROOT}/{store_id}/{gateway_id}/beacons"
+
+
+CONFIG_QOS = 1
+BEACONS_QOS = 1
 
 
 PRESENCE_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/presence"
@@ -157,6 +180,162 @@ class GatewayStatus(_Message):
     outbox_dropped: int = Field(
         default=0, ge=0, description="events dropped since start because the outbox was full"
     )
+    uptime_s: float | None = Field(default=None, ge=0, description="seconds since start")
+    adverts_per_s: float | None = Field(
+        default=None, ge=0, description="advertisements received per second since the last status"
+    )
+    cpu_temp_c: float | None = Field(
+        default=None, description="the SoC temperature where the system exposes it (a Pi)"
+    )
+    scanner_restarts: int = Field(
+        default=0, ge=0, description="times the watchdog restarted a silent scanner since start"
+    )
+    config_version: int | None = Field(
+        default=None, ge=0, description="version of the remote GatewayConfig in use; null: none"
+    )
+    config_error: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="why the latest remote config was rejected; null once a config is applied",
+    )
+
+
+# --- remote gateway configuration ---------------------------------------------------------------
+
+_IBEACON_ID_RE = re.compile(r"^([0-9A-Fa-f-]{32,36}):(\d{1,5}):(\d{1,5})$")
+_EDDYSTONE_UID_RE = re.compile(r"^([0-9A-Fa-f]{20}):([0-9A-Fa-f]{12})$")
+
+
+def canonical_beacon_id(value: str) -> str:
+    """An iBeacon as ``uuid:major:minor`` (UUID lower-case, dashed; decimal major and minor),
+    or an Eddystone-UID as ``namespace:instance`` (20 and 12 lower-case hex digits)."""
+    eddystone = _EDDYSTONE_UID_RE.match(value)
+    if eddystone:
+        return f"{eddystone[1].lower()}:{eddystone[2].lower()}"
+    ibeacon = _IBEACON_ID_RE.match(value)
+    if ibeacon:
+        try:
+            uuid = UUID(ibeacon[1])
+        except ValueError:
+            uuid = None
+        major, minor = int(ibeacon[2]), int(ibeacon[3])
+        if uuid is not None and major <= 0xFFFF and minor <= 0xFFFF:
+            return f"{uuid}:{major}:{minor}"
+    raise ValueError(
+        f"a beacon id is uuid:major:minor (16-bit major and minor) or an Eddystone-UID "
+        f"namespace:instance, got {value!r}"
+    )
+
+
+BeaconId = Annotated[str, AfterValidator(canonical_beacon_id)]
+RssiAt1m = Annotated[int, Field(ge=-100, le=0)]
+DeviceClassName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,32}$")]
+SubjectRef = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,128}$"), AfterValidator(_not_a_mac)
+]
+
+
+def _irk(value: str) -> str:
+    if len(value) != 32:
+        raise ValueError("an IRK is 16 bytes: 32 hex digits")
+    try:
+        bytes.fromhex(value)
+    except ValueError:
+        raise ValueError("an IRK is 32 hex digits") from None
+    return value.lower()
+
+
+IrkHex = Annotated[str, AfterValidator(_irk)]
+
+
+class ZoneConfig(_Message):
+    zone_id: Identifier
+    enter_distance_m: float = Field(gt=0, description="closer than this enters the zone")
+    exit_distance_m: float | None = Field(
+        default=None,
+        gt=0,
+        description="once in, closer than this still counts as present (hysteresis); "
+        "null: the enter distance",
+    )
+    path_loss_exponent: float | None = Field(
+        default=None, gt=0, le=10, description="null: the gateway's path_loss_exponent setting"
+    )
+
+    @model_validator(mode="after")
+    def _exit_beyond_enter(self) -> ZoneConfig:
+        if self.exit_distance_m is not None and self.exit_distance_m < self.enter_distance_m:
+            raise ValueError("exit_distance_m must not be below enter_distance_m")
+        return self
+
+
+class Calibration(_Message):
+    """RSSI at 1 m, the reference of the distance estimate; a beacon's own entry comes first."""
+
+    by_beacon: dict[BeaconId, RssiAt1m] = Field(default_factory=dict)
+    by_device_class: dict[DeviceClassName, RssiAt1m] = Field(
+        default_factory=dict,
+        description="keyed by subject type (app, wearable, beacon, anonymous) or by the "
+        "gateway's device class (apple_phone, apple_watch, garmin, ...)",
+    )
+
+
+class GatewayConfig(_Message):
+    """Retained on the config topic. What it leaves out (null) keeps the gateway's local setting.
+
+    A gateway applies a valid config at once, keeps it on disk for a restart without the broker,
+    and rejects an invalid one with ``config_error`` in its status, keeping the last good one.
+    """
+
+    version: int = Field(ge=0, description="chosen by the publisher; reported in the status")
+    store_id: Identifier
+    gateway_id: Identifier
+    zones: tuple[ZoneConfig, ...] | None = Field(default=None, min_length=1)
+    calibration: Calibration = Field(default_factory=Calibration)
+    staff_beacons: tuple[BeaconId, ...] | None = Field(
+        default=None, description="staff badges: never presence"
+    )
+    store_beacons: tuple[BeaconId, ...] | None = Field(
+        default=None, description="the store's fixed beacons: never presence, health reported"
+    )
+    app_uuid: UUID | None = Field(default=None, description="the retailer's app proximity UUID")
+    irks: dict[SubjectRef, IrkHex] | None = Field(
+        default=None,
+        repr=False,
+        description="IRKs of consenting shoppers' wearables, keyed by the ref published for them",
+    )
+
+    @model_validator(mode="after")
+    def _unique_zones(self) -> GatewayConfig:
+        if self.zones is not None:
+            ids = [zone.zone_id for zone in self.zones]
+            if len(set(ids)) != len(ids):
+                raise ValueError("zone ids must be unique")
+        return self
+
+
+# --- beacon fleet health ------------------------------------------------------------------------
+
+
+class BeaconHealth(_Message):
+    beacon_id: BeaconId
+    missing: bool = Field(description="not heard for the report's missing_after_s")
+    last_seen: UtcDatetime | None = Field(default=None, description="null: not since start")
+    rssi: float | None = Field(default=None, ge=-127, le=20, description="smoothed, dBm")
+    battery_mv: int | None = Field(default=None, ge=0, description="Eddystone-TLM, if sent")
+    temperature_c: float | None = Field(default=None, description="Eddystone-TLM, if sent")
+    adv_count: int | None = Field(default=None, ge=0, description="Eddystone-TLM PDU count")
+    beacon_uptime_s: float | None = Field(default=None, ge=0, description="Eddystone-TLM")
+    telemetry_at: UtcDatetime | None = Field(default=None, description="when TLM was last heard")
+
+
+class BeaconFleetReport(_Message):
+    """Retained on the beacons topic: one entry per configured store beacon."""
+
+    store_id: Identifier
+    gateway_id: Identifier
+    ts: UtcDatetime
+    missing_after_s: float = Field(gt=0)
+    beacons: tuple[BeaconHealth, ...]
 
 
 # --- notifications to the shopper app ----------------------------------------------------------
