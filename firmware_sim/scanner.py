@@ -9,17 +9,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, Literal, Protocol
 
-from bleak.backends.scanner import AdvertisementData, AdvertisementDataCallback, BaseBleakScanner
-from bluetooth_data_tools import parse_advertisement_data_bytes
+from bleak.backends.scanner import AdvertisementDataCallback, BaseBleakScanner
 
-from firmware_sim.world import SimAdvert, StoreWorld
+from firmware_sim.bleak_data import advertisement_data
+from firmware_sim.world import SimAdvert
 from storelink.clock import Clock
 
 logger = logging.getLogger(__name__)
 
 TICK_S = 0.1
+
+
+class AdvertSource(Protocol):
+    """A simulated radio world: the demo's ``StoreWorld`` or a scenario's ``Airwaves``."""
+
+    @property
+    def gateways(self) -> Mapping[str, object]: ...
+
+    def adverts_between(self, gateway_id: str, t0: float, t1: float) -> list[SimAdvert]:
+        """What ``gateway_id`` receives in the unix time range ``[t0, t1)``, in time order."""
+        ...
 
 
 class SimScanner(BaseBleakScanner):
@@ -34,7 +46,7 @@ class SimScanner(BaseBleakScanner):
         service_uuids: list[str] | None,
         scanning_mode: Literal["active", "passive"] = "active",
         *,
-        world: StoreWorld,
+        world: AdvertSource,
         gateway_id: str,
         clock: Clock,
         tick_s: float = TICK_S,
@@ -72,23 +84,12 @@ class SimScanner(BaseBleakScanner):
             since = until
 
     def _deliver(self, advert: SimAdvert) -> None:
-        name, service_uuids, service_data, manufacturer_data, tx_power = (
-            parse_advertisement_data_bytes(advert.raw)
-        )
-        # The parser returns containers it shares between calls; consumers get their own.
-        service_uuids = list(service_uuids)
-        if not self.is_allowed_uuid(service_uuids):
+        adv = advertisement_data(advert)
+        if not self.is_allowed_uuid(adv.service_uuids):
             return
-        adv = AdvertisementData(
-            local_name=name,
-            manufacturer_data=dict(manufacturer_data),
-            service_data=dict(service_data),
-            service_uuids=service_uuids,
-            tx_power=tx_power,
-            rssi=advert.rssi,
-            platform_data=(advert,),
+        device = self.create_or_update_device(
+            advert.address, advert.address, adv.local_name, advert, adv
         )
-        device = self.create_or_update_device(advert.address, advert.address, name, advert, adv)
         # A radio backend survives a failing callback and keeps scanning; so does this one.
         try:
             self.call_detection_callbacks(device, adv)

@@ -1,0 +1,1 @@
+"""The shipped store scenarios, one YAML file each (see docs/simulator.md)."""
