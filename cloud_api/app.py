@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,11 +10,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from cloud_api.config import CloudSettings
-from cloud_api.db import create_tables, make_engine, make_sessionmaker
+from cloud_api.db import make_engine, make_sessionmaker
 from cloud_api.deps import CloudContext
 from cloud_api.directory import ShopperDirectory
 from cloud_api.ingest import PresenceConsumer
 from cloud_api.match import OfferPolicy
+from cloud_api.migrate import upgrade_database
 from cloud_api.presence_service import PresenceService
 from cloud_api.routes import api_router, health_router
 from storelink import __version__
@@ -31,7 +33,7 @@ def offer_policy(settings: CloudSettings) -> OfferPolicy:
 
 
 def create_app(settings: CloudSettings | None = None) -> FastAPI:
-    """The cloud API; its lifespan creates the tables and runs the MQTT consumer if enabled."""
+    """The cloud API; its lifespan migrates the database and runs the MQTT consumer if enabled."""
     settings = settings or CloudSettings()
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
@@ -39,7 +41,8 @@ def create_app(settings: CloudSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        create_tables(engine)
+        # Every worker upgrades at start; they take turns, and all but the first find nothing.
+        await asyncio.to_thread(upgrade_database, settings.database_url)
         if settings.webhook_secret is None:
             logger.warning("no webhook secret: cart webhooks answer 503")
         consumer = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import socket
 from decimal import Decimal
 
 from pydantic import Field, SecretStr
@@ -11,8 +11,9 @@ from storelink.settings import StorelinkSettings
 
 
 def _default_client_id() -> str:
-    # Two cloud processes sharing an MQTT client id would take turns kicking each other off.
-    return f"storelink-cloud-{secrets.token_hex(4)}"
+    # Stable across restarts, so that the broker resumes the worker's session and redelivers
+    # what it had not acknowledged. Two workers on one host need one each (see the setting).
+    return f"storelink-cloud-{socket.gethostname()}"
 
 
 class CloudSettings(StorelinkSettings):
@@ -45,5 +46,33 @@ class CloudSettings(StorelinkSettings):
     )
     mqtt_client_id: str = Field(
         default_factory=_default_client_id,
-        description="MQTT client id of the presence consumer; unique per process by default",
+        description="MQTT client id of this ingest worker: unique among the workers, and the same "
+        "across its restarts, so that the broker keeps its session and redelivers what it did not "
+        "acknowledge (default storelink-cloud-<hostname>; set one per worker when several run on "
+        "one host)",
+    )
+    mqtt_shared_group: str = Field(
+        default="storelink",
+        pattern=r"^[^/+#]+$",
+        description="MQTT 5 shared subscription group: the workers of one group split the "
+        "presence events between them ($share/<group>/storelink/v1/+/+/presence)",
+    )
+    mqtt_session_expiry_s: int = Field(
+        default=3600,
+        ge=0,
+        description="MQTT 5: how long the broker keeps a stopped worker's session, queueing its "
+        "share of the events until it reconnects",
+    )
+    ingest_batch_size: int = Field(
+        default=500,
+        ge=1,
+        le=10000,
+        description="most presence events the ingest commits in one transaction",
+    )
+    ingest_batch_wait_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="longest an event waits for others to share its transaction; 0: a batch is "
+        "what arrived while the previous one committed, so batches grow with the load and an "
+        "event never waits for company",
     )

@@ -1,4 +1,10 @@
-"""The consenting shoppers' app keys, loaded into a ``TokenIndex`` and reloaded when they change."""
+"""The consenting shoppers' app keys, loaded into a ``TokenIndex`` and reloaded when they change.
+
+Every cloud worker holds its own index. A registration or consent change bumps the database's
+``directory_version`` in its own transaction (``record_change``); the worker that made it drops
+its index at once (``invalidate``), and every worker's ingest compares the version before each
+batch (``refresh``), so a consent withdrawn through one worker stops offers from all of them.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud_api.models import Shopper
+from cloud_api.models import DirectoryVersion, Shopper
 from cloud_api.resolve import ConsentingShopper, TokenIndex
 
 logger = logging.getLogger(__name__)
@@ -27,6 +33,19 @@ def load_consenting_shoppers(session: Session) -> list[ConsentingShopper]:
     return [ConsentingShopper(*row) for row in rows]
 
 
+def record_change(session: Session) -> None:
+    """Mark, in the caller's transaction, that consenting shoppers or their consents changed."""
+    session.execute(
+        sa.update(DirectoryVersion)
+        .where(DirectoryVersion.id == 1)
+        .values(version=DirectoryVersion.version + 1)
+    )
+
+
+def _version(session: Session) -> int | None:
+    return session.scalar(sa.select(DirectoryVersion.version).where(DirectoryVersion.id == 1))
+
+
 class ShopperDirectory:
     """Shared by the HTTP API, which invalidates it, and the consumer, which resolves with it."""
 
@@ -34,6 +53,8 @@ class ShopperDirectory:
         self._sessions = sessions
         self._lock = threading.Lock()
         self._index: TokenIndex | None = None
+        # The database's directory_version the index was loaded at.
+        self._version: int | None = None
         # Bumped by every invalidation, so that an index loaded from before a registration
         # or a consent withdrawal is never installed after it.
         self._generation = 0
@@ -42,6 +63,15 @@ class ShopperDirectory:
         with self._lock:
             self._index = None
             self._generation += 1
+
+    def refresh(self) -> None:
+        """Drop the index if another worker changed the shoppers since it was loaded."""
+        with self._sessions() as session:
+            version = _version(session)
+        with self._lock:
+            if self._index is not None and version != self._version:
+                self._index = None
+                self._generation += 1
 
     def resolve(self, ref: str, at: datetime) -> ConsentingShopper | None:
         return self._current().resolve(ref, at)
@@ -52,11 +82,13 @@ class ShopperDirectory:
         if index is not None:
             return index
         # A session of its own, begun after reading the generation: it sees every change
-        # committed before the invalidation that generation counts.
+        # committed before the invalidation that generation counts. The version is read
+        # first: a change committed in between makes the next refresh load again.
         with self._sessions() as session:
+            version = _version(session)
             index = TokenIndex(load_consenting_shoppers(session))
         logger.debug("token index rebuilt for %d consenting shoppers", len(index))
         with self._lock:
             if self._generation == generation:
-                self._index = index
+                self._index, self._version = index, version
         return index

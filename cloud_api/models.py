@@ -15,6 +15,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SHOPPER_ID_LENGTH = 40
 
+# 64-bit keys for the tables that grow with traffic (a 32-bit id lasts days at 20,000 events/s);
+# on SQLite the rowid is 64-bit already, and only INTEGER PRIMARY KEY autoincrements.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 
 class UtcDateTime(sa.TypeDecorator[datetime]):
     """Aware UTC datetimes in and out; SQLite keeps no zone, so what it returns is read as UTC."""
@@ -37,7 +41,19 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+# Named constraints, the same on SQLite and PostgreSQL: a later migration can drop or alter one by
+# name, which SQLite's batch mode needs (it cannot address an unnamed constraint).
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
 class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {
         datetime: UtcDateTime,
         Decimal: sa.Numeric(12, 2),
@@ -62,6 +78,20 @@ class Shopper(Base):
     created_at: Mapped[datetime]
 
 
+class DirectoryVersion(Base):
+    """One row, bumped with every registration and consent change in the same transaction.
+
+    Each cloud worker keeps the consenting shoppers' tokens in memory (``directory``); it
+    compares this number at every batch, so a change made through one worker reaches the
+    ingest of all of them at once.
+    """
+
+    __tablename__ = "directory_version"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(sa.BigInteger)
+
+
 class Cart(Base):
     """The shopper's online cart, as the e-commerce platform last reported it."""
 
@@ -78,17 +108,19 @@ class Cart(Base):
 
 class PresenceEventRow(Base):
     __tablename__ = "presence_events"
+    # Few indexes: each one costs every insert, and events arrive by the thousand a second.
+    __table_args__ = (sa.Index("ix_presence_events_store_ts", "store_id", "ts"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     event_id: Mapped[str] = mapped_column(sa.String(26), unique=True)
-    store_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    store_id: Mapped[str] = mapped_column(sa.String(64))
     gateway_id: Mapped[str] = mapped_column(sa.String(64))
     zone_id: Mapped[str] = mapped_column(sa.String(64))
     kind: Mapped[str] = mapped_column(sa.String(8))
     subject_type: Mapped[str] = mapped_column(sa.String(16))
     subject_ref: Mapped[str] = mapped_column(sa.String(128))
     shopper_id: Mapped[str | None] = mapped_column(sa.ForeignKey("shoppers.id"), index=True)
-    ts: Mapped[datetime] = mapped_column(index=True)
+    ts: Mapped[datetime]
     dwell_s: Mapped[float]
     rssi: Mapped[float]
     distance_m: Mapped[float | None]
@@ -100,20 +132,25 @@ class Visit(Base):
 
     __tablename__ = "visits"
     __table_args__ = (
-        sa.Index("ix_visits_open_subject", "store_id", "subject_type", "subject_ref", "ended_at"),
-        sa.Index("ix_visits_open_shopper", "store_id", "shopper_id", "ended_at"),
+        # The ingest looks up the latest visits of a batch's subjects by ref (nearly unique)
+        # or by tracked shopper; the API lists a store's visits newest first.
+        sa.Index("ix_visits_subject", "subject_ref", "store_id", "subject_type", "ended_at"),
+        sa.Index("ix_visits_shopper", "shopper_id", "store_id", "ended_at"),
+        sa.Index("ix_visits_store_started", "store_id", "started_at"),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     store_id: Mapped[str] = mapped_column(sa.String(64))
     subject_type: Mapped[str] = mapped_column(sa.String(16))
     subject_ref: Mapped[str] = mapped_column(sa.String(128))
     shopper_id: Mapped[str | None] = mapped_column(sa.ForeignKey("shoppers.id"))
-    started_at: Mapped[datetime] = mapped_column(index=True)
+    started_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
     zones: Mapped[list[str]]
-    present: Mapped[list[str]]
+    # "zone/ref" -> [epoch seconds of its latest event, 1 if present then else 0]: the latest
+    # event by time wins, whatever order the events arrive in (see ``visits``).
+    presence: Mapped[dict[str, Any]]
     dwell_s: Mapped[float]
 
 
@@ -125,7 +162,7 @@ class Offer(Base):
     shopper_id: Mapped[str] = mapped_column(sa.ForeignKey("shoppers.id"), index=True)
     store_id: Mapped[str] = mapped_column(sa.String(64))
     cart_id: Mapped[str] = mapped_column(sa.ForeignKey("carts.cart_id"))
-    visit_id: Mapped[int | None] = mapped_column(sa.ForeignKey("visits.id"))
+    visit_id: Mapped[int | None] = mapped_column(BigId, sa.ForeignKey("visits.id"))
     percent_off: Mapped[Decimal] = mapped_column(sa.Numeric(5, 2))
     items: Mapped[list[dict[str, Any]]]
     currency: Mapped[str] = mapped_column(sa.String(3))

@@ -4,16 +4,28 @@ A visit lasts while the subject is present somewhere in the store: in any zone, 
 of the app tokens it rotated through. It ends when its last presence exits. A visit nobody
 closed (a gateway that crashed before its exits) ends by itself once the subject has not been
 seen for ``VISIT_IDLE_TIMEOUT_S``; the next sighting then starts a new visit.
+
+Events may arrive out of order: several cloud workers share the gateways' events (MQTT shared
+subscriptions hand consecutive events of one gateway to different workers), and a gateway's
+outbox replays its backlog after an outage. So whether a presence ("zone/ref") is present is
+decided by its latest event *by time*, not by arrival: an exit followed by the late arrival of
+its enter leaves the presence gone, and an event whose presence began before the end of the
+subject's last visit belongs to that visit instead of starting another.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from storelink.wire import PresenceKind
 
 VISIT_IDLE_TIMEOUT_S = 30 * 60
+
+# presence ("zone/ref") -> (epoch seconds of its latest event, present after that event)
+Presence = Mapping[str, tuple[float, bool]]
 
 
 @dataclass(frozen=True)
@@ -36,16 +48,21 @@ class VisitState:
     last_seen_at: datetime
     ended_at: datetime | None
     zones: tuple[str, ...]
-    present: frozenset[str]
+    presence: Presence
 
     @property
     def dwell_s(self) -> float:
         return (self.last_seen_at - self.started_at).total_seconds()
 
+    @property
+    def present(self) -> frozenset[str]:
+        """The presences whose latest event is an enter or a dwell."""
+        return frozenset(key for key, (_, here) in self.presence.items() if here)
+
 
 @dataclass(frozen=True)
 class Stitched:
-    """The visit after a sighting; ``opened`` when it is a new visit rather than the open one.
+    """The visit after a sighting; ``opened`` when it is a new visit rather than the latest one.
 
     ``abandoned`` is the open visit closed for idleness, when the sighting replaced it.
     """
@@ -55,19 +72,30 @@ class Stitched:
     abandoned: VisitState | None = None
 
 
+def presence_to_json(presence: Presence) -> dict[str, Any]:
+    return {key: [ts, 1 if here else 0] for key, (ts, here) in presence.items()}
+
+
+def presence_from_json(stored: Mapping[str, Any]) -> dict[str, tuple[float, bool]]:
+    return {key: (float(ts), bool(here)) for key, (ts, here) in stored.items()}
+
+
 def _is_idle(visit: VisitState, at: datetime) -> bool:
     return at - visit.last_seen_at > timedelta(seconds=VISIT_IDLE_TIMEOUT_S)
 
 
+def _began(sighting: Sighting) -> datetime:
+    # A dwell or exit says how long the subject has been in the zone, so since when.
+    return min(sighting.ts - timedelta(seconds=sighting.dwell_s), sighting.ts)
+
+
 def _open(sighting: Sighting) -> VisitState:
-    # A dwell or exit without an enter (the cloud started mid-visit) still says since when.
-    started = sighting.ts - timedelta(seconds=sighting.dwell_s)
     return VisitState(
-        started_at=min(started, sighting.ts),
+        started_at=_began(sighting),
         last_seen_at=sighting.ts,
         ended_at=None,
         zones=(),
-        present=frozenset(),
+        presence={},
     )
 
 
@@ -78,21 +106,44 @@ def _apply(visit: VisitState, sighting: Sighting) -> VisitState:
     entered = sighting.kind == PresenceKind.ENTER and (not zones or zones[-1] != sighting.zone_id)
     if entered or sighting.zone_id not in zones:
         zones = (*zones, sighting.zone_id)
-    if sighting.kind == PresenceKind.EXIT:
-        present = visit.present - {sighting.presence}
-    else:
-        present = visit.present | {sighting.presence}
-    # Events of several gateways may arrive slightly out of order: time only moves forward.
+    ts = sighting.ts.timestamp()
+    here = sighting.kind != PresenceKind.EXIT
+    presence = visit.presence
+    latest = presence.get(sighting.presence)
+    # The latest event by time decides; of two at the same instant, the exit.
+    if latest is None or ts > latest[0] or (ts == latest[0] and not here):
+        presence = {**presence, sighting.presence: (ts, here)}
+    # Time only moves forward, and a late event can only say the visit began earlier.
     last_seen = max(visit.last_seen_at, sighting.ts)
-    ended = last_seen if not present else None
-    return replace(visit, last_seen_at=last_seen, ended_at=ended, zones=zones, present=present)
+    started = min(visit.started_at, _began(sighting))
+    still_here = any(present for _, present in presence.values())
+    return VisitState(
+        started_at=started,
+        last_seen_at=last_seen,
+        ended_at=None if still_here else last_seen,
+        zones=zones,
+        presence=presence,
+    )
 
 
-def stitch(open_visit: VisitState | None, sighting: Sighting) -> Stitched:
-    """Apply ``sighting`` to the subject's open visit in the store, or start a new one."""
-    if open_visit is not None and not _is_idle(open_visit, sighting.ts):
-        return Stitched(_apply(open_visit, sighting), opened=False)
+def _closed(visit: VisitState) -> VisitState:
+    gone = {key: (ts, False) for key, (ts, _) in visit.presence.items()}
+    return replace(visit, ended_at=visit.last_seen_at, presence=gone)
+
+
+def stitch(latest: VisitState | None, sighting: Sighting) -> Stitched:
+    """Apply ``sighting`` to the subject's latest visit in the store, or start a new one.
+
+    The latest visit takes the sighting while it is open (and not idle), and, once ended, a
+    sighting whose presence began before that end: a late event of that visit (a dwell or exit
+    says since when the subject has been in its zone).
+    """
     abandoned = None
-    if open_visit is not None:
-        abandoned = replace(open_visit, ended_at=open_visit.last_seen_at, present=frozenset())
+    if latest is not None:
+        if latest.ended_at is None and not _is_idle(latest, sighting.ts):
+            return Stitched(_apply(latest, sighting), opened=False)
+        if latest.ended_at is not None and _began(sighting) <= latest.ended_at:
+            return Stitched(_apply(latest, sighting), opened=False)
+        if latest.ended_at is None:
+            abandoned = _closed(latest)
     return Stitched(_apply(_open(sighting), sighting), opened=True, abandoned=abandoned)

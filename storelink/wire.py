@@ -69,7 +69,7 @@ def utc_now() -> datetime:
 
 class _Message(BaseModel):
     # Unknown fields are refused so that a typo in a producer fails loudly at the consumer.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # --- topics -------------------------------------------------------------------------------------

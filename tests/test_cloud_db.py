@@ -2,12 +2,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from cloud_api.db import create_tables, make_engine, make_sessionmaker
-from cloud_api.models import Cart, Shopper
+from cloud_api import bulk
+from cloud_api.db import begin_write, make_engine, make_sessionmaker
+from cloud_api.migrate import upgrade_database
+from cloud_api.models import Base, Cart, Shopper, Visit
 
 
 def shopper(created_at: datetime) -> Shopper:
@@ -24,8 +27,8 @@ def shopper(created_at: datetime) -> Shopper:
 
 
 def test_timestamps_come_back_as_the_same_instant_in_utc(database_url: str) -> None:
+    upgrade_database(database_url)
     engine = make_engine(database_url)
-    create_tables(engine)
     sessions = make_sessionmaker(engine)
     berlin = datetime(2030, 7, 1, 14, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
     with sessions.begin() as session:
@@ -42,8 +45,8 @@ def test_timestamps_come_back_as_the_same_instant_in_utc(database_url: str) -> N
 
 
 def test_a_naive_timestamp_is_refused(database_url: str) -> None:
+    upgrade_database(database_url)
     engine = make_engine(database_url)
-    create_tables(engine)
     with (
         pytest.raises(sa.exc.StatementError, match="naive datetime"),
         make_sessionmaker(engine).begin() as session,
@@ -53,8 +56,9 @@ def test_a_naive_timestamp_is_refused(database_url: str) -> None:
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
-    create_tables(engine)
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    upgrade_database(url)
+    engine = make_engine(url)
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     sessions = make_sessionmaker(engine)
@@ -81,3 +85,87 @@ def test_plain_postgresql_urls_use_psycopg() -> None:
 def test_an_in_memory_sqlite_database_is_refused(url: str) -> None:
     with pytest.raises(ValueError, match="use a SQLite file"):
         make_engine(url)
+
+
+def test_bulk_writes_store_exactly_what_the_orm_stores(database_url: str) -> None:
+    """The ingest's bulk statements bypass SQLAlchemy's types: the stored values must not differ."""
+    upgrade_database(database_url)
+    engine = make_engine(database_url)
+    visits = Base.metadata.tables["visits"]
+    events = Base.metadata.tables["presence_events"]
+    berlin = timezone(timedelta(hours=2))
+    values: dict[str, Any] = {
+        "store_id": "store-1",
+        "subject_type": "anonymous",
+        "subject_ref": "anon-1",
+        "shopper_id": None,
+        "started_at": datetime(2030, 7, 1, 14, 30, 15, 123456, tzinfo=berlin),
+        "last_seen_at": datetime(2030, 7, 1, 12, 31, 0, tzinfo=UTC),
+        "ended_at": None,
+        "zones": ["entrance", "shoes"],
+        "presence": {"entrance/anon-1": [1909226000.25, 1]},
+        "dwell_s": 44.9,
+    }
+    later = {"ended_at": datetime(2030, 7, 1, 12, 40, tzinfo=UTC), "zones": ["entrance"]}
+    sessions = make_sessionmaker(engine)
+    with sessions.begin() as session:
+        session.add(Visit(id=1, **values))
+    with sessions.begin() as session:
+        begin_write(session)
+        bulk.insert(session, visits, [{"id": 2, **values}])
+    with sessions.begin() as session:
+        session.get_one(Visit, 1).ended_at = later["ended_at"]
+        session.get_one(Visit, 1).zones = later["zones"]
+    with sessions.begin() as session:
+        begin_write(session)
+        bulk.update_by_id(session, visits, [{"id": 2, **later}])
+
+    with engine.connect() as connection:
+        columns = ", ".join(name for name in values)
+        raw = connection.exec_driver_sql(f"SELECT {columns} FROM visits ORDER BY id").all()
+    assert raw[0] == raw[1]
+    with sessions() as session:
+        orm, bulk_written = session.scalars(sa.select(Visit).order_by(Visit.id)).all()
+        for name in values:
+            assert getattr(orm, name) == getattr(bulk_written, name), name
+        assert bulk_written.started_at == values["started_at"]
+        assert bulk_written.ended_at == later["ended_at"]
+
+    def event(event_id: str) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        return {
+            "event_id": event_id,
+            "store_id": "store-1",
+            "gateway_id": "gw-1",
+            "zone_id": "entrance",
+            "kind": "enter",
+            "subject_type": "anonymous",
+            "subject_ref": "anon-1",
+            "shopper_id": None,
+            "ts": now,
+            "dwell_s": 0.0,
+            "rssi": -60.0,
+            "distance_m": None,
+            "received_at": now,
+        }
+
+    with sessions.begin() as session:
+        begin_write(session)
+        first = bulk.insert(
+            session,
+            events,
+            [event("A"), event("B")],
+            skip_conflicts_on="event_id",
+            returning="event_id",
+        )
+    with sessions.begin() as session:
+        begin_write(session)
+        second = bulk.insert(
+            session,
+            events,
+            [event("B"), event("C")],
+            skip_conflicts_on="event_id",
+            returning="event_id",
+        )
+    assert (sorted(first), second) == (["A", "B"], ["C"])
+    engine.dispose()

@@ -20,9 +20,9 @@ from fastapi.testclient import TestClient
 
 from cloud_api.app import create_app
 from cloud_api.config import CloudSettings
-from cloud_api.db import create_tables
 from cloud_api.deps import CloudContext
 from cloud_api.ingest import PresenceConsumer
+from cloud_api.models import Base
 from cloud_api.resolve import shopper_token_ref
 from storelink.broker import free_port, wait_for_port
 from storelink.mqtt import make_client
@@ -313,7 +313,7 @@ def test_a_processing_failure_costs_one_message_not_the_consumer(
     )
 
     assert isinstance(engine, sa.Engine)
-    create_tables(engine)
+    Base.metadata.tables["visits"].create(engine)
     send(mosquitto.url, enter(ANONYMOUS))
     wait_for(lambda: cloud.consumer.counters.presence_events == 1)
     # The failed event was rolled back whole: only the second one is stored.

@@ -5,8 +5,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud_api.db import create_tables, make_engine, make_sessionmaker
-from cloud_api.directory import ShopperDirectory
+from cloud_api.db import make_engine, make_sessionmaker
+from cloud_api.directory import ShopperDirectory, record_change
+from cloud_api.migrate import upgrade_database
 from cloud_api.models import Shopper
 from cloud_api.resolve import ConsentingShopper, TokenIndex, shopper_token_ref
 from storelink.tokens import TOKEN_WINDOW_S, app_token, token_major_minor, token_ref, token_window
@@ -115,8 +116,8 @@ def add_shopper(
 
 
 def directory_for(database_url: str) -> tuple[ShopperDirectory, sessionmaker[Session]]:
+    upgrade_database(database_url)
     engine = make_engine(database_url)
-    create_tables(engine)
     sessions = make_sessionmaker(engine)
     return ShopperDirectory(sessions), sessions
 
@@ -155,3 +156,42 @@ def test_registration_and_withdrawal_apply_after_invalidation(database_url: str)
         withdrawn.consent_footfall_analytics = False
     directory.invalidate()
     assert directory.resolve(ref, AT) is None
+
+
+def test_a_consent_change_made_through_one_worker_reaches_every_worker(database_url: str) -> None:
+    """Each cloud worker caches the tokens; the directory version tells them all of a change."""
+    worker_a, sessions = directory_for(database_url)
+    worker_b = ShopperDirectory(sessions)
+    add_shopper(sessions, "shp_shared", b"s" * 32, offers=True, footfall=True)
+    with sessions.begin() as session:
+        record_change(session)
+    ref = gateway_ref(b"s" * 32, AT)
+    worker_b.refresh()
+    assert worker_b.resolve(ref, AT) is not None
+
+    # Worker A handles the withdrawal, as the consent route does: record, commit, invalidate.
+    with sessions.begin() as session:
+        withdrawn = session.get_one(Shopper, "shp_shared")
+        withdrawn.consent_personal_offers = False
+        withdrawn.consent_footfall_analytics = False
+        record_change(session)
+    worker_a.invalidate()
+    assert worker_a.resolve(ref, AT) is None
+
+    # Worker B still holds the old tokens until its ingest refreshes before the next batch.
+    assert worker_b.resolve(ref, AT) is not None
+    worker_b.refresh()
+    assert worker_b.resolve(ref, AT) is None
+
+
+def test_refreshing_without_a_change_keeps_the_tokens(database_url: str) -> None:
+    directory, sessions = directory_for(database_url)
+    add_shopper(sessions, "shp_kept", b"k" * 32, offers=True, footfall=True)
+    ref = gateway_ref(b"k" * 32, AT)
+    assert directory.resolve(ref, AT) is not None
+    # A shopper added behind the directory's back (no record_change) is not picked up: the
+    # refresh is one primary-key read, not a reload.
+    add_shopper(sessions, "shp_unannounced", b"u" * 32, offers=True, footfall=True)
+    directory.refresh()
+    assert directory.resolve(gateway_ref(b"u" * 32, AT), AT) is None
+    assert directory.resolve(ref, AT) is not None

@@ -14,12 +14,12 @@ def at(seconds: float) -> datetime:
 
 
 def run(*sightings: Sighting, visit: VisitState | None = None) -> list[Stitched]:
-    """Feed sightings one after the other, as the service does with the open visit it finds."""
+    """Feed sightings one after the other, as the service does with the latest visit it finds."""
     results = []
     for sighting in sightings:
         result = stitch(visit, sighting)
         results.append(result)
-        visit = result.visit if result.visit.ended_at is None else None
+        visit = result.visit
     return results
 
 
@@ -98,3 +98,69 @@ def test_late_events_do_not_move_time_backwards() -> None:
         Sighting(DWELL, "entrance", "ref1", at(60), 60),
     )
     assert results[-1].visit.last_seen_at == at(100)
+
+
+def test_an_exit_that_arrives_before_its_enter_still_makes_one_closed_visit() -> None:
+    """Two workers may commit a subject's events in either order (shared subscription)."""
+    results = run(
+        Sighting(EXIT, "entrance", "ref1", at(95), 95),
+        Sighting(DWELL, "entrance", "ref1", at(60), 60),
+        Sighting(ENTER, "entrance", "ref1", at(0), 0),
+    )
+    assert [r.opened for r in results] == [True, False, False]
+    visit = results[-1].visit
+    assert (visit.started_at, visit.ended_at, visit.dwell_s) == (at(0), at(95), 95)
+    assert visit.present == frozenset()
+
+
+def test_whichever_order_events_arrive_in_the_visit_comes_out_the_same() -> None:
+    events = [
+        Sighting(ENTER, "entrance", "ref1", at(0), 0),
+        Sighting(ENTER, "shoes", "ref1", at(20), 0),
+        Sighting(EXIT, "entrance", "ref1", at(40), 40),
+        Sighting(DWELL, "shoes", "ref1", at(80), 60),
+        Sighting(EXIT, "shoes", "ref1", at(110), 90),
+    ]
+    in_order = run(*events)[-1].visit
+    for shuffled in ([4, 3, 2, 1, 0], [2, 4, 0, 3, 1], [1, 0, 4, 2, 3]):
+        results = run(*(events[i] for i in shuffled))
+        assert [r.opened for r in results] == [True] + [False] * 4
+        visit = results[-1].visit
+        assert (visit.started_at, visit.last_seen_at, visit.ended_at) == (
+            in_order.started_at,
+            in_order.last_seen_at,
+            in_order.ended_at,
+        )
+        assert set(visit.zones) == {"entrance", "shoes"}
+        assert visit.presence == in_order.presence
+
+
+def test_a_late_enter_of_a_zone_never_left_reopens_the_visit() -> None:
+    results = run(
+        Sighting(ENTER, "entrance", "ref1", at(0), 0),
+        Sighting(EXIT, "entrance", "ref1", at(40), 40),
+        # Entered the shoe aisle before leaving the entrance, and has not left it.
+        Sighting(ENTER, "shoes", "ref1", at(30), 0),
+    )
+    assert results[1].visit.ended_at == at(40)
+    assert not results[2].opened
+    assert results[2].visit.ended_at is None
+    assert results[2].visit.present == {"shoes/ref1"}
+
+
+def test_a_sighting_after_the_end_of_the_last_visit_starts_another() -> None:
+    results = run(
+        Sighting(ENTER, "entrance", "ref1", at(0), 0),
+        Sighting(EXIT, "entrance", "ref1", at(40), 40),
+        Sighting(ENTER, "entrance", "ref1", at(600), 0),
+    )
+    assert results[2].opened
+    assert results[2].visit.started_at == at(600)
+
+
+def test_an_exit_and_an_enter_at_the_same_instant_leave_the_subject_gone() -> None:
+    (_, result) = run(
+        Sighting(EXIT, "entrance", "ref1", at(50), 50),
+        Sighting(ENTER, "entrance", "ref1", at(50), 0),
+    )
+    assert result.visit.ended_at == at(50)

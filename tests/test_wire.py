@@ -70,3 +70,12 @@ def test_mac_detector() -> None:
     assert contains_mac_address("aa-bb-cc-dd-ee-ff")
     assert not contains_mac_address("5f2dd896-b886-4549-ae01-e41acd7a354a")
     assert not contains_mac_address("2026-11-24T16:00:00Z")
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_numbers_are_refused(value: str) -> None:
+    payload = PresenceEvent.model_validate(event()).model_dump_json().replace(
+        '"rssi":-60.5', f'"rssi":{value}'
+    )
+    with pytest.raises(ValidationError, match="rssi"):
+        PresenceEvent.model_validate_json(payload)

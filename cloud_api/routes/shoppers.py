@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException, status
 
 from cloud_api.codes import new_app_key, new_shopper_id
 from cloud_api.deps import ContextDep, SessionDep
+from cloud_api.directory import record_change
 from cloud_api.models import Shopper
 from cloud_api.schemas import ConsentOut, ConsentUpdate, ShopperCreate, ShopperCreated, ShopperOut
 from storelink.wire import notification_topic, utc_now
@@ -49,6 +50,7 @@ def register_shopper(
         created_at=now,
     )
     session.add(shopper)
+    record_change(session)
     session.commit()
     context.directory.invalidate()
     return ShopperCreated(
@@ -81,6 +83,7 @@ def update_consent(
     shopper.consent_footfall_analytics = body.consent.footfall_analytics
     shopper.consent_text_version = body.consent_text_version
     shopper.consent_at = utc_now()
+    record_change(session)
     session.commit()
     context.directory.invalidate()
     return _out(shopper)

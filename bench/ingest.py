@@ -1,0 +1,594 @@
+# ruff: noqa: E402 (the project imports follow a sys.path fix)
+"""How fast the cloud ingests presence events from a real Mosquitto. Prints JSON lines.
+
+For SQLite and for PostgreSQL (a throwaway cluster started here, with fsync on), through a
+Mosquitto started here (queue limits lifted, as docs/scaling.md says production's are), to
+``--workers`` ingest worker processes (one ``PresenceConsumer`` each: paho's network thread and
+the batching worker thread) sharing the presence events through the MQTT 5 shared
+subscription and committing to the one database:
+
+- ``ingest_events_per_s``: the workers' capacity. ``--events`` presence events (50,000) wait
+  in the workers' MQTT sessions while they are stopped (the broker queues them, as it does
+  across a restart); then the workers start and the clock runs from their start to the last
+  commit. Every event is checked to be stored exactly once. ``cpu_us_per_event`` is the CPU
+  time the worker processes spent per event (both threads), which the machine's other load
+  does not inflate the way it does wall-clock figures.
+- ``ingest_latency_p50_ms`` / ``ingest_latency_p99_ms``: publish-to-commit latency at a steady
+  ``rate`` (``--rate``, default 20,000 events/s, or 80% of the capacity just measured when that
+  is lower). Each event carries the wall-clock time it was handed to the publishing client as
+  its ``ts``; the worker's commit hook takes the difference right after the commit. It spans
+  the publisher, the broker, the worker and the commit, so it bounds broker-to-commit latency
+  from above.
+
+The publisher is a separate process, as gateways are, publishing QoS 1 on 200 gateways' topics
+(100 stores). The events are a realistic mix: 60% anonymous phones, 30% shopper-app tokens (a
+third of them registered shoppers, half of those with an abandoned cart, so offers are decided
+and made), 10% beacons; each of 3,000 people in the stores enters, dwells a few times and
+exits, interleaved with the others.
+
+Run with ``.venv/bin/python bench/ingest.py [--events N] [--rate R] [--workers 1 2]
+[--database sqlite|postgresql|both]``; needs mosquitto and PostgreSQL's initdb/pg_ctl
+(``make system-deps``). Other load on the machine shows in the wall-clock figures: run it on
+a quiet machine, and compare ``cpu_us_per_event``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from multiprocessing.synchronize import Event
+from pathlib import Path
+from typing import Any
+
+# tests/services.py starts the throwaway Mosquitto and PostgreSQL; the repository root holds it.
+_ROOT = Path(__file__).resolve().parent.parent
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
+
+import sqlalchemy as sa
+
+from cloud_api.app import offer_policy
+from cloud_api.codes import new_app_key
+from cloud_api.config import CloudSettings
+from cloud_api.db import make_engine, make_sessionmaker
+from cloud_api.directory import ShopperDirectory
+from cloud_api.ingest import CommittedBatch, PresenceConsumer
+from cloud_api.migrate import upgrade_database
+from cloud_api.models import Cart, Offer, PresenceEventRow, Shopper, Visit
+from cloud_api.presence_service import PresenceService
+from cloud_api.resolve import shopper_token_ref
+from storelink.broker import free_port, wait_for_port
+from storelink.mqtt import make_client
+from storelink.tokens import token_window
+from storelink.wire import PresenceEvent, PresenceKind, Subject, SubjectType, presence_topic
+from tests.services import _as_postgres_user, _postgres_bin, running_mosquitto
+
+SEED = 20_261_124
+STORES = 100
+GATEWAYS_PER_STORE = 2
+MIX = {SubjectType.ANONYMOUS: 0.60, SubjectType.APP: 0.30, SubjectType.BEACON: 0.10}
+REGISTERED_SHOPPERS = 400
+REGISTERED_SHARE = 1 / 3  # of the app subjects, registered shoppers' phones
+ACTIVE_SUBJECTS = 3000  # people in the chain's stores at once
+TS_PLACEHOLDER = "2000-01-01T00:00:00Z"
+# A worker that falls behind must find its backlog queued, not dropped after Mosquitto's
+# default of 1,000 messages per session.
+BROKER_CONFIG = "max_queued_messages 0\nmax_queued_bytes 0\n"
+PUBLISHER_IN_FLIGHT = 1000
+TIMEOUT_S = 300.0
+# Latency is measured for LATENCY_RUN_S of traffic at each rate below this share of capacity.
+LATENCY_RUN_S = 10.0
+LATENCY_LOAD_LIMIT = 0.9
+
+Stream = list[tuple[str, str]]
+
+
+def emit(metric: str, value: float, unit: str, **extra: object) -> None:
+    print(json.dumps({"metric": metric, "value": value, "unit": unit, **extra}), flush=True)
+
+
+# --- the events ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Person:
+    subject: Subject
+    store: int
+    zone: int
+    dwells_left: int
+
+
+@dataclass
+class World:
+    rng: random.Random
+    app_refs: list[str]
+    people: list[Person] = field(default_factory=list)
+    serial: int = 0
+
+    def new_subject(self) -> Subject:
+        self.serial += 1
+        kind = self.rng.choices(list(MIX), weights=list(MIX.values()))[0]
+        if kind == SubjectType.APP:
+            if self.rng.random() < REGISTERED_SHARE:
+                return Subject(type=kind, ref=self.rng.choice(self.app_refs))
+            return Subject(type=kind, ref=f"{self.rng.getrandbits(32):08x}")
+        if kind == SubjectType.BEACON:
+            return Subject(type=kind, ref=f"f7826da6-4fa2-4e98-8024-bc5b71e0893e.7.{self.serial}")
+        return Subject(type=kind, ref=f"anon-{self.rng.getrandbits(64):016x}")
+
+    def next_event(self) -> PresenceEvent:
+        rng = self.rng
+        if len(self.people) < ACTIVE_SUBJECTS:
+            person = Person(
+                self.new_subject(),
+                rng.randrange(STORES),
+                rng.randrange(GATEWAYS_PER_STORE),
+                rng.randrange(4),
+            )
+            self.people.append(person)
+            kind = PresenceKind.ENTER
+        else:
+            index = rng.randrange(len(self.people))
+            person = self.people[index]
+            if person.dwells_left > 0:
+                person.dwells_left -= 1
+                kind = PresenceKind.DWELL
+            else:
+                self.people[index] = self.people[-1]
+                self.people.pop()
+                kind = PresenceKind.EXIT
+        return PresenceEvent(
+            store_id=f"store-{person.store:04d}",
+            gateway_id=f"gw-{person.zone}",
+            zone_id=("entrance", "floor")[person.zone],
+            kind=kind,
+            subject=person.subject,
+            ts=datetime(2000, 1, 1, tzinfo=UTC),
+            dwell_s=0.0 if kind == PresenceKind.ENTER else 30.0,
+            rssi=round(rng.uniform(-90, -50), 1),
+            distance_m=round(rng.uniform(0.5, 8), 2),
+        )
+
+
+def event_stream(count: int, app_refs: list[str], seed: int) -> Stream:
+    """(topic, payload with a placeholder for ts) of ``count`` events."""
+    world = World(random.Random(seed), app_refs)
+    stream = []
+    for _ in range(count):
+        event = world.next_event()
+        topic = presence_topic(event.store_id, event.gateway_id)
+        stream.append((topic, event.model_dump_json()))
+    assert all(TS_PLACEHOLDER in payload for _, payload in stream[:10])
+    return stream
+
+
+# --- the publisher process ----------------------------------------------------------------------
+
+
+def publish(url: str, stream: Stream, rate: float | None, result: Any) -> None:
+    """Publish ``stream`` at QoS 1, at ``rate`` events/s or as fast as the broker takes them."""
+    client, address = make_client(url, "5", f"bench-publisher-{os.getpid()}")
+    client.max_inflight_messages_set(PUBLISHER_IN_FLIGHT)
+    client.max_queued_messages_set(0)
+    acknowledged = 0
+
+    def on_publish(*_: object) -> None:
+        nonlocal acknowledged
+        acknowledged += 1
+
+    client.on_publish = on_publish
+    client.connect(address.host, address.port)
+    start = time.time()
+    for index, (topic, template) in enumerate(stream):
+        if rate is not None:
+            due = start + index / rate
+            while (now := time.time()) < due:
+                time.sleep(min(due - now, 0.001))
+        stamp = datetime.fromtimestamp(time.time(), UTC).isoformat().replace("+00:00", "Z")
+        client.publish(topic, template.replace(TS_PLACEHOLDER, stamp), qos=1)
+        if index % 32 == 0:
+            client.loop(timeout=0.0)
+    published = time.time()
+    while acknowledged < len(stream):
+        client.loop(timeout=0.05)
+    client.disconnect()
+    result.put((start, published))
+
+
+# --- the worker processes -----------------------------------------------------------------------
+
+
+def settings_for(
+    broker_url: str, database_url: str, worker: int, batch_wait_s: float
+) -> CloudSettings:
+    return CloudSettings(
+        mqtt_url=broker_url,
+        mqtt_protocol="5",
+        database_url=database_url,
+        mqtt_client_id=f"bench-worker-{worker}",
+        ingest_batch_wait_s=batch_wait_s,
+    )
+
+
+def work(
+    broker_url: str,
+    database_url: str,
+    worker: int,
+    batch_wait_s: float,
+    go: Event,
+    stop: Event,
+    report: Any,
+) -> None:
+    """One ingest worker: reports ("ready"), then each commit, then its latencies and CPU time."""
+    settings = settings_for(broker_url, database_url, worker, batch_wait_s)
+    engine = make_engine(database_url)
+    sessions = make_sessionmaker(engine)
+    service = PresenceService(sessions, ShopperDirectory(sessions), offer_policy(settings))
+    service.resolve([])  # nothing to resolve: just import and warm what a worker needs
+    latencies: list[float] = []
+
+    def on_commit(batch: CommittedBatch) -> None:
+        latencies.extend(batch.committed_at - event.ts.timestamp() for event in batch.events)
+        report.put(("commit", worker, len(batch.events), batch.committed_at))
+
+    consumer = PresenceConsumer(settings, service, sessions, on_commit=on_commit)
+    report.put(("ready", worker, 0, 0.0))
+    go.wait(TIMEOUT_S)
+    cpu = time.process_time()
+    consumer.start()
+    if not consumer.wait_until_subscribed(10):
+        report.put(("failed", worker, 0, 0.0))
+        return
+    report.put(("subscribed", worker, 0, 0.0))
+    stop.wait(TIMEOUT_S)
+    consumer.stop()
+    cpu = time.process_time() - cpu
+    report.put(("done", worker, consumer.counters.duplicates, cpu))
+    report.put(("latencies", worker, latencies, 0.0))
+    engine.dispose()
+
+
+@dataclass
+class Phase:
+    """W worker processes, started together; the figures they report."""
+
+    broker_url: str
+    database_url: str
+    workers: int
+    batch_wait_s: float
+    context: Any = field(default_factory=lambda: multiprocessing.get_context("spawn"))
+
+    def __post_init__(self) -> None:
+        self.go = self.context.Event()
+        self.stop = self.context.Event()
+        self.report = self.context.Queue()
+        self.processes = [
+            self.context.Process(
+                target=work,
+                args=(
+                    self.broker_url,
+                    self.database_url,
+                    n,
+                    self.batch_wait_s,
+                    self.go,
+                    self.stop,
+                    self.report,
+                ),
+            )
+            for n in range(self.workers)
+        ]
+        self.committed = 0
+        self.last_commit = 0.0
+        self.cpu_s = 0.0
+        self.duplicates = 0
+        self.latencies: list[float] = []
+        for process in self.processes:
+            process.start()
+        self._expect("ready")
+
+    def _expect(self, kind: str) -> None:
+        seen = 0
+        while seen < self.workers:
+            message = self.report.get(timeout=TIMEOUT_S)
+            if message[0] == "failed":
+                raise RuntimeError(f"worker {message[1]} could not subscribe")
+            if message[0] == "commit":
+                self._commit(message)
+            elif message[0] == kind:
+                seen += 1
+
+    def _commit(self, message: tuple[str, int, int, float]) -> None:
+        self.committed += message[2]
+        self.last_commit = max(self.last_commit, message[3])
+
+    def start(self) -> float:
+        started = time.time()
+        self.go.set()
+        self._expect("subscribed")
+        return started
+
+    def wait_for(self, events: int) -> None:
+        deadline = time.monotonic() + TIMEOUT_S
+        while self.committed < events:
+            message = self.report.get(timeout=max(deadline - time.monotonic(), 0.1))
+            if message[0] == "commit":
+                self._commit(message)
+
+    def finish(self) -> None:
+        self.stop.set()
+        done = latencies = 0
+        while done < self.workers or latencies < self.workers:
+            kind, _, value, cpu = self.report.get(timeout=TIMEOUT_S)
+            if kind == "done":
+                done += 1
+                self.duplicates += value
+                self.cpu_s += cpu
+            elif kind == "latencies":
+                latencies += 1
+                self.latencies.extend(value)
+        for process in self.processes:
+            process.join(timeout=30)
+
+
+def run_publisher(url: str, stream: Stream, rate: float | None) -> tuple[float, float]:
+    context = multiprocessing.get_context("spawn")
+    result = context.Queue()
+    process = context.Process(target=publish, args=(url, stream, rate, result))
+    process.start()
+    times: tuple[float, float] = result.get(timeout=TIMEOUT_S)
+    process.join(timeout=10)
+    return times
+
+
+# --- the cloud's database -----------------------------------------------------------------------
+
+
+def seed_shoppers(database_url: str, now: datetime) -> list[str]:
+    """Registered shoppers, half with an abandoned cart; their app refs right now."""
+    upgrade_database(database_url)
+    rng = random.Random(SEED)
+    engine = make_engine(database_url)
+    refs = []
+    window = token_window(now.timestamp())
+    with make_sessionmaker(engine).begin() as session:
+        for number in range(REGISTERED_SHOPPERS):
+            key = new_app_key()
+            shopper_id = f"shp_bench{number:05d}"
+            session.add(
+                Shopper(
+                    id=shopper_id,
+                    display_name=None,
+                    app_key=key,
+                    consent_personal_offers=True,
+                    consent_footfall_analytics=rng.random() < 0.8,
+                    consent_text_version="bench",
+                    consent_at=now,
+                    created_at=now,
+                )
+            )
+            refs.append(shopper_token_ref(key, window))
+            if number % 2 == 0:
+                session.flush()
+                item = {"sku": "SHOE-042", "name": "Runners", "unit_price": "89.90", "quantity": 1}
+                session.add(
+                    Cart(
+                        cart_id=f"cart-{number}",
+                        shopper_id=shopper_id,
+                        items=[item],
+                        total=Decimal("89.90"),
+                        currency="EUR",
+                        status="open",
+                        updated_at=now - timedelta(hours=3),
+                    )
+                )
+    engine.dispose()
+    return refs
+
+
+def count(database_url: str, model: type[PresenceEventRow | Visit | Offer]) -> int:
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return connection.scalar(sa.select(sa.func.count()).select_from(model)) or 0
+    finally:
+        engine.dispose()
+
+
+def distinct_events(database_url: str) -> int:
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            query = sa.select(sa.func.count(sa.distinct(PresenceEventRow.event_id)))
+            return connection.scalar(query) or 0
+    finally:
+        engine.dispose()
+
+
+def process_cpu_s(root_pids: list[int]) -> float:
+    """CPU seconds used so far by these processes and their children (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, parent = int(stat.parent.name), int(fields[1])
+        if pid in root_pids or parent in root_pids:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def percentile(values: list[float], share: float) -> float:
+    return statistics.quantiles(values, n=1000, method="inclusive")[round(share * 1000) - 1]
+
+
+def bench_database(
+    name: str,
+    database_url: str,
+    database_pids: list[int],
+    events: int,
+    rates: list[float],
+    worker_counts: list[int],
+    batch_wait_s: float,
+) -> None:
+    refs = seed_shoppers(database_url, datetime.now(UTC))
+    seed = SEED
+    stored = 0
+    with running_mosquitto(BROKER_CONFIG) as broker:
+        for workers in sorted(set(worker_counts)):
+            # The workers' sessions exist and subscribe; the workers stop and the events queue
+            # up in their sessions, as they do while workers restart.
+            phase = Phase(broker.url, database_url, workers, batch_wait_s)
+            phase.start()
+            phase.finish()
+            seed += 1
+            run_publisher(broker.url, event_stream(events, refs, seed), None)
+            phase = Phase(broker.url, database_url, workers, batch_wait_s)
+            services = [broker.process.pid, *database_pids]
+            service_cpu = [process_cpu_s([pid]) for pid in services]
+            started = phase.start()
+            phase.wait_for(events)
+            service_cpu = [
+                process_cpu_s([pid]) - cpu for pid, cpu in zip(services, service_cpu, strict=True)
+            ]
+            phase.finish()
+            stored += events
+            total, distinct = count(database_url, PresenceEventRow), distinct_events(database_url)
+            assert total == distinct == stored, f"{total} rows, {distinct} ids, {stored} sent"
+            capacity = events / (phase.last_commit - started)
+            emit(
+                "ingest_events_per_s",
+                round(capacity),
+                "events/s",
+                database=name,
+                workers=workers,
+                events=events,
+                cpu_us_per_event=round(phase.cpu_s / events * 1e6),
+                broker_cpu_us_per_event=round(service_cpu[0] / events * 1e6),
+                **(
+                    {"database_cpu_us_per_event": round(service_cpu[1] / events * 1e6)}
+                    if database_pids
+                    else {}
+                ),
+                visits=count(database_url, Visit),
+                offers=count(database_url, Offer),
+                load_average=round(os.getloadavg()[0], 2),
+            )
+
+            # Steady traffic: latency from the publisher's hand to the commit.
+            for rate in rates:
+                if rate > LATENCY_LOAD_LIMIT * capacity:
+                    for metric in ("ingest_latency_p50_ms", "ingest_latency_p99_ms"):
+                        emit(
+                            metric,
+                            None,
+                            "ms",
+                            database=name,
+                            workers=workers,
+                            rate=round(rate),
+                            skipped="above the capacity just measured: the backlog only grows",
+                        )
+                    continue
+                seed += 1
+                count_at_rate = min(events, round(rate * LATENCY_RUN_S))
+                stream = event_stream(count_at_rate, refs, seed)
+                phase = Phase(broker.url, database_url, workers, batch_wait_s)
+                phase.start()
+                first, last = run_publisher(broker.url, stream, rate)
+                phase.wait_for(count_at_rate)
+                phase.finish()
+                stored += count_at_rate
+                assert count(database_url, PresenceEventRow) == stored
+                latencies_ms = [1000 * s for s in phase.latencies]
+                achieved = round(count_at_rate / (last - first))
+                for share, metric in (
+                    (0.5, "ingest_latency_p50_ms"),
+                    (0.99, "ingest_latency_p99_ms"),
+                ):
+                    emit(
+                        metric,
+                        round(percentile(latencies_ms, share), 1),
+                        "ms",
+                        database=name,
+                        workers=workers,
+                        rate=achieved,
+                        events=count_at_rate,
+                        load_average=round(os.getloadavg()[0], 2),
+                    )
+
+
+@contextmanager
+def running_durable_postgres() -> Iterator[tuple[str, int]]:
+    """A throwaway PostgreSQL cluster as tests.services starts one, but with fsync on.
+
+    The test suite's cluster runs without fsync, for speed; a benchmark of commits must not.
+    """
+    host, port = "127.0.0.1", free_port()
+    tmp = tempfile.mkdtemp(prefix="storelink-bench-pg-")
+    data = Path(tmp) / "data"
+    if os.geteuid() == 0:
+        shutil.chown(tmp, "postgres", "postgres")
+    initdb = [_postgres_bin("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"]
+    pg_ctl = _postgres_bin("pg_ctl")
+    try:
+        subprocess.run(_as_postgres_user([*initdb, "-E", "UTF8"]), check=True, capture_output=True)
+        options = f"-h {host} -p {port} -k {tmp} -c fsync=on -c synchronous_commit=on"
+        start = [pg_ctl, "-D", str(data), "-o", options, "-l", f"{tmp}/pg.log", "-w", "start"]
+        subprocess.run(_as_postgres_user(start), check=True, capture_output=True)
+        try:
+            wait_for_port(host, port)
+            postmaster = int((data / "postmaster.pid").read_text().split()[0])
+            yield f"postgresql+psycopg://postgres@{host}:{port}/postgres", postmaster
+        finally:
+            stop = [pg_ctl, "-D", str(data), "-m", "fast", "stop"]
+            subprocess.run(_as_postgres_user(stop), check=False, capture_output=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--rates", type=float, nargs="+", default=[1000.0, 5000.0, 20_000.0])
+    parser.add_argument(
+        "--batch-wait", type=float, default=CloudSettings().ingest_batch_wait_s, help="seconds"
+    )
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
+    args = parser.parse_args()
+    if args.database in ("sqlite", "both"):
+        with tempfile.TemporaryDirectory(prefix="storelink-bench-") as tmp:
+            url = f"sqlite:///{tmp}/ingest.db"
+            bench_database(
+                "sqlite", url, [], args.events, args.rates, args.workers, args.batch_wait
+            )
+    if args.database in ("postgresql", "both"):
+        with running_durable_postgres() as (url, postmaster):
+            bench_database(
+                "postgresql",
+                url,
+                [postmaster],
+                args.events,
+                args.rates,
+                args.workers,
+                args.batch_wait,
+            )
+
+
+if __name__ == "__main__":
+    main()

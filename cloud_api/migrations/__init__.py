@@ -1,0 +1,1 @@
+"""Alembic's migration environment and revisions, shipped with the package (see ``migrate``)."""
