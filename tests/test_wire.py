@@ -74,8 +74,10 @@ def test_mac_detector() -> None:
 
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
 def test_non_finite_numbers_are_refused(value: str) -> None:
-    payload = PresenceEvent.model_validate(event()).model_dump_json().replace(
-        '"rssi":-60.5', f'"rssi":{value}'
+    payload = (
+        PresenceEvent.model_validate(event())
+        .model_dump_json()
+        .replace('"rssi":-60.5', f'"rssi":{value}')
     )
     with pytest.raises(ValidationError, match="rssi"):
         PresenceEvent.model_validate_json(payload)
