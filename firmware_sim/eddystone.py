@@ -14,6 +14,7 @@ from firmware_sim.frames import (
     service_data16_ad,
     uuid16_list_ad,
 )
+from gateway.decode.eddystone import URL_EXPANSIONS, URL_MAX_ENCODED_BYTES, URL_SCHEMES
 
 EDDYSTONE_SERVICE = 0xFEAA
 UID_FRAME = 0x00
@@ -21,26 +22,7 @@ URL_FRAME = 0x10
 TLM_FRAME = 0x20
 NAMESPACE_BYTES = 10
 INSTANCE_BYTES = 6
-URL_MAX_ENCODED_BYTES = 17
 TEMPERATURE_UNSUPPORTED = -128.0
-
-_SCHEMES = ("http://www.", "https://www.", "http://", "https://")
-_EXPANSIONS = (
-    ".com/",
-    ".org/",
-    ".edu/",
-    ".net/",
-    ".info/",
-    ".biz/",
-    ".gov/",
-    ".com",
-    ".org",
-    ".edu",
-    ".net",
-    ".info",
-    ".biz",
-    ".gov",
-)
 
 
 def _frame(service_data: bytes) -> bytes:
@@ -67,14 +49,14 @@ def uid_frame(namespace: bytes, instance: bytes, tx_power_0m: int) -> bytes:
 def encode_url(url: str) -> bytes:
     """The scheme prefix byte and the URL with the spec's expansion codes substituted."""
     # The longest prefix that matches: https://www. before https://.
-    matching = [code for code, scheme in enumerate(_SCHEMES) if url.startswith(scheme)]
+    matching = [code for code, scheme in enumerate(URL_SCHEMES) if url.startswith(scheme)]
     if not matching:
-        raise ValueError(f"an Eddystone URL starts with one of {_SCHEMES}, got {url!r}")
-    scheme_code = max(matching, key=lambda code: len(_SCHEMES[code]))
-    rest = url[len(_SCHEMES[scheme_code]) :]
+        raise ValueError(f"an Eddystone URL starts with one of {URL_SCHEMES}, got {url!r}")
+    scheme_code = max(matching, key=lambda code: len(URL_SCHEMES[code]))
+    rest = url[len(URL_SCHEMES[scheme_code]) :]
     encoded = bytearray([scheme_code])
     while rest:
-        for code, expansion in enumerate(_EXPANSIONS):
+        for code, expansion in enumerate(URL_EXPANSIONS):
             if rest.startswith(expansion):
                 encoded.append(code)
                 rest = rest[len(expansion) :]
