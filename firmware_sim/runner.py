@@ -3,7 +3,7 @@
 At full speed nothing sleeps: simulated time is stepped tick by tick, each tick's receptions are
 handed to the gateways' ``GatewayPipeline.on_advertisement`` in time order (as bleak's
 ``BLEDevice``/``AdvertisementData``), then every gateway runs its housekeeping, all on a
-``SimClock`` that says what time the simulation has reached. At a finite speed the same loop is
+``SteppedClock`` that says what time the simulation has reached. At a finite speed the same loop is
 paced against the wall clock.
 
 Output folder:
@@ -32,6 +32,7 @@ from firmware_sim.bleak_data import advertisement_data, ble_device
 from firmware_sim.store import SimStore
 from firmware_sim.truth import person_record, zone_visits
 from gateway.pipeline import GatewayPipeline
+from storelink.clock import SteppedClock
 from storelink.wire import GatewayStatus, PresenceEvent
 
 TRUTH_FILE = "truth.jsonl"
@@ -40,19 +41,6 @@ PEOPLE_FILE = "people.jsonl"
 RUN_FILE = "run.json"
 # Distinct addresses kept as BLEDevice objects; rotating addresses would otherwise pile up.
 _DEVICE_CACHE = 20_000
-
-
-class SimClock:
-    """``storelink.clock.Clock`` for stepped time: ``now`` is where the simulation has got to."""
-
-    def __init__(self, now: float) -> None:
-        self.t = now
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.t += max(0.0, seconds)
 
 
 class EventLog:
@@ -116,7 +104,7 @@ def drive(
     fast as the wall clock.
     """
     airwaves = store.airwaves()
-    clock = SimClock(airwaves.start)
+    clock = SteppedClock(airwaves.start)
     pipelines = [GatewayPipeline(settings, sink, clock) for settings in store.gateway_settings()]
     devices: dict[str, BLEDevice] = {}
     delivered = 0

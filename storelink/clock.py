@@ -38,3 +38,18 @@ class ScaledClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds) / self.speed)
+
+
+class SteppedClock:
+    """Time that moves only when told to: the simulator's stepped clock, and tests' clock."""
+
+    def __init__(self, now: float) -> None:
+        self.t = now
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.t += max(0.0, seconds)
+        # Let other tasks run, as a real sleep would.
+        await asyncio.sleep(0)

@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
@@ -42,48 +40,9 @@ from storelink.wire import (
     presence_topic,
     status_topic,
 )
+from tests.helpers import MqttRecorder, wait_for
 from tests.services import Mosquitto, mosquitto_binary
 from tests.test_cloud_api import SECRET, cart_body, post_signed, register
-
-T = TypeVar("T")
-
-
-def wait_for(condition: Callable[[], T], timeout_s: float = 10.0) -> T:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout_s}s")
-
-
-class Listener:
-    """A separate MQTT client, as the shopper app and an operator would subscribe."""
-
-    def __init__(self, url: str, *topics: str) -> None:
-        self._messages: list[tuple[str, bytes]] = []
-        self._lock = threading.Lock()
-        subscribed = threading.Event()
-        self.client, address = make_client(url, "5", f"listener-{time.monotonic_ns()}")
-        self.client.on_connect = lambda c, *_: c.subscribe([(t, 1) for t in topics])
-        self.client.on_subscribe = lambda *_: subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.connect(address.host, address.port)
-        self.client.loop_start()
-        assert subscribed.wait(5), "listener could not subscribe"
-
-    def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
-        with self._lock:
-            self._messages.append((message.topic, bytes(message.payload)))
-
-    def on(self, topic: str) -> list[bytes]:
-        with self._lock:
-            return [payload for t, payload in self._messages if t == topic]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 class Cloud:
@@ -124,8 +83,10 @@ def cloud(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[Cloud]:
 
 
 @pytest.fixture
-def listener(mosquitto: Mosquitto) -> Iterator[Listener]:
-    listener = Listener(mosquitto.url, f"{TOPIC_ROOT}/shoppers/+/notifications", DEADLETTER_TOPIC)
+def listener(mosquitto: Mosquitto) -> Iterator[MqttRecorder]:
+    listener = MqttRecorder(
+        mosquitto.url, f"{TOPIC_ROOT}/shoppers/+/notifications", DEADLETTER_TOPIC
+    )
     yield listener
     listener.close()
 
@@ -165,7 +126,7 @@ GATEWAY_TOPIC = presence_topic("store-1", "gw-1")
 
 
 def test_an_abandoned_cart_shopper_walking_in_is_sent_an_offer(
-    cloud: Cloud, listener: Listener, mosquitto: Mosquitto
+    cloud: Cloud, listener: MqttRecorder, mosquitto: Mosquitto
 ) -> None:
     shopper = register(cloud.client)
     shopper_id = shopper["shopper_id"]
@@ -207,7 +168,7 @@ def test_an_abandoned_cart_shopper_walking_in_is_sent_an_offer(
 
 
 def test_malformed_messages_are_dead_lettered_and_the_consumer_goes_on(
-    cloud: Cloud, listener: Listener, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+    cloud: Cloud, listener: MqttRecorder, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="cloud_api.ingest")
     valid = enter(ANONYMOUS)
@@ -299,7 +260,7 @@ def test_the_latest_gateway_status_is_kept(cloud: Cloud, mosquitto: Mosquitto) -
 
 
 def test_a_processing_failure_costs_one_message_not_the_consumer(
-    cloud: Cloud, listener: Listener, mosquitto: Mosquitto
+    cloud: Cloud, listener: MqttRecorder, mosquitto: Mosquitto
 ) -> None:
     with cloud.context.sessions.begin() as session:
         engine = session.get_bind()

@@ -12,10 +12,10 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -39,21 +39,11 @@ from storelink.wire import (
     SubjectType,
     presence_topic,
 )
+from tests.helpers import wait_for
 from tests.services import Mosquitto, running_mosquitto
 
 ROOT = Path(__file__).resolve().parent.parent
 BROKER_LIMITS = "max_queued_messages 0\nmax_queued_bytes 0\n"
-T = TypeVar("T")
-
-
-def wait_for(condition: Callable[[], T], timeout_s: float = 15.0, what: str = "") -> T:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout_s}s: {what or condition}")
 
 
 @pytest.fixture

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 from fastapi.testclient import TestClient
 
@@ -28,7 +25,6 @@ from firmware_sim.world import DEMO_STORE_BEACON_ID, demo_world
 from gateway.config import GatewaySettings
 from gateway.run import run_gateway
 from storelink.clock import ScaledClock
-from storelink.mqtt import make_client
 from storelink.wire import (
     GatewayStatus,
     OfferNotification,
@@ -36,57 +32,16 @@ from storelink.wire import (
     contains_mac_address,
     notification_topic,
 )
+from tests.helpers import MqttRecorder, wait_for
 from tests.services import Mosquitto
 
 SECRET = "e2e-webhook-secret"
 SPEED = 10.0
 
 
-class Spy:
-    """A paho client that records every message under storelink/#."""
-
-    def __init__(self, url: str) -> None:
-        self.messages: list[tuple[str, bytes]] = []
-        self._lock = threading.Lock()
-        self._subscribed = threading.Event()
-        self.client, address = make_client(url, "5", "e2e-spy")
-        self.client.on_connect = lambda c, *_: c.subscribe("storelink/#", qos=1)
-        self.client.on_subscribe = lambda *_: self._subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.connect(address.host, address.port)
-        self.client.loop_start()
-        assert self._subscribed.wait(5), "spy could not subscribe"
-
-    def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
-        with self._lock:
-            self.messages.append((message.topic, bytes(message.payload)))
-
-    def on(self, topic: str) -> list[bytes]:
-        with self._lock:
-            return [payload for t, payload in self.messages if t == topic]
-
-    def all(self) -> list[tuple[str, bytes]]:
-        with self._lock:
-            return list(self.messages)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def wait_for(condition: Callable[[], Any], timeout_s: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"condition not met within {timeout_s}s")
-
-
 @pytest.fixture
-def spy(mosquitto: Mosquitto) -> Iterator[Spy]:
-    spy = Spy(mosquitto.url)
+def spy(mosquitto: Mosquitto) -> Iterator[MqttRecorder]:
+    spy = MqttRecorder(mosquitto.url, "storelink/#")
     yield spy
     spy.close()
 
@@ -176,7 +131,7 @@ def run_simulated_store(url: str, app_keys: list[bytes], sim_seconds: float, out
 
 
 def test_abandoned_cart_shopper_walks_in_and_receives_an_offer(
-    mosquitto: Mosquitto, spy: Spy, tmp_path: Path
+    mosquitto: Mosquitto, spy: MqttRecorder, tmp_path: Path
 ) -> None:
     settings = CloudSettings(
         mqtt_url=mosquitto.url,
@@ -232,7 +187,7 @@ def test_abandoned_cart_shopper_walks_in_and_receives_an_offer(
 
 
 def test_no_published_payload_contains_a_mac_address(
-    mosquitto: Mosquitto, spy: Spy, tmp_path: Path
+    mosquitto: Mosquitto, spy: MqttRecorder, tmp_path: Path
 ) -> None:
     run_simulated_store(
         mosquitto.url, [bytes(range(32))], sim_seconds=40, outbox=tmp_path / "outbox.db"

@@ -5,62 +5,29 @@ from uuid import UUID
 
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
-from bluetooth_data_tools import parse_advertisement_data_bytes
 
 from firmware_sim.frames import ibeacon_frame, nearby_info_frame
 from firmware_sim.world import DEMO_STORE_BEACON, DEMO_STORE_BEACON_ID
 from gateway.config import GatewaySettings
 from gateway.pipeline import IDENTITY_CACHE_SIZE, GatewayPipeline
+from storelink.clock import SteppedClock
 from storelink.tokens import token_ref
 from storelink.wire import (
     GatewayState,
-    GatewayStatus,
-    PresenceEvent,
     PresenceKind,
     SubjectType,
     contains_mac_address,
 )
+from tests.helpers import ListSink, bluez_advert
 
 T0 = 1_764_000_000.0
 APP_UUID = "5f2dd896-b886-4549-ae01-e41acd7a354a"
 PHONE = "5A:11:22:33:44:55"
 
 
-class ManualClock:
-    def __init__(self, now: float) -> None:
-        self.t = now
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.t += seconds
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.events: list[PresenceEvent] = []
-        self.statuses: list[GatewayStatus] = []
-
-    def publish(self, event: PresenceEvent) -> bool:
-        self.events.append(event)
-        return True
-
-    def publish_status(self, status: GatewayStatus) -> bool:
-        self.statuses.append(status)
-        return True
-
-
-def advert(raw: bytes, rssi: int) -> AdvertisementData:
-    name, uuids, service_data, manufacturer_data, tx_power = parse_advertisement_data_bytes(raw)
-    return AdvertisementData(
-        name, dict(manufacturer_data), dict(service_data), list(uuids), tx_power, rssi, ()
-    )
-
-
-def make_pipeline(**overrides: Any) -> tuple[GatewayPipeline, ListSink, ManualClock]:
+def make_pipeline(**overrides: Any) -> tuple[GatewayPipeline, ListSink, SteppedClock]:
     settings = GatewaySettings(app_uuid=APP_UUID, store_beacons=[DEMO_STORE_BEACON_ID], **overrides)
-    sink, clock = ListSink(), ManualClock(T0)
+    sink, clock = ListSink(), SteppedClock(T0)
     return GatewayPipeline(settings, sink, clock), sink, clock
 
 
@@ -68,7 +35,7 @@ def test_an_app_shopper_close_by_enters_under_its_token() -> None:
     pipeline, sink, _ = make_pipeline()
     pipeline.on_advertisement(
         BLEDevice(PHONE, None, None),
-        advert(ibeacon_frame(UUID(APP_UUID), 0x104D, 0xE62A, -59), -62),
+        bluez_advert(ibeacon_frame(UUID(APP_UUID), 0x104D, 0xE62A, -59), -62),
     )
     [event] = sink.events
     assert event.kind is PresenceKind.ENTER
@@ -80,7 +47,9 @@ def test_an_app_shopper_close_by_enters_under_its_token() -> None:
 
 def test_a_phone_without_the_app_is_anonymous_and_its_address_stays_inside() -> None:
     pipeline, sink, _ = make_pipeline()
-    pipeline.on_advertisement(BLEDevice(PHONE, None, None), advert(nearby_info_frame(b"abc"), -60))
+    pipeline.on_advertisement(
+        BLEDevice(PHONE, None, None), bluez_advert(nearby_info_frame(b"abc"), -60)
+    )
     [event] = sink.events
     assert event.subject.type is SubjectType.ANONYMOUS
     payload = event.model_dump_json()
@@ -91,8 +60,8 @@ def test_a_phone_without_the_app_is_anonymous_and_its_address_stays_inside() -> 
 def test_the_store_beacon_and_passers_by_make_no_events() -> None:
     pipeline, sink, clock = make_pipeline()
     uuid, major, minor = DEMO_STORE_BEACON
-    beacon = advert(ibeacon_frame(uuid, major, minor, -59), -55)
-    passer_by = advert(nearby_info_frame(b"xyz"), -85)  # about 8 m away
+    beacon = bluez_advert(ibeacon_frame(uuid, major, minor, -59), -55)
+    passer_by = bluez_advert(nearby_info_frame(b"xyz"), -85)  # about 8 m away
     for _ in range(50):
         pipeline.on_advertisement(BLEDevice("C1:00:00:00:00:01", None, None), beacon)
         pipeline.on_advertisement(BLEDevice(PHONE, None, None), passer_by)
@@ -105,16 +74,18 @@ def test_smoothing_carries_a_single_strong_advert_no_closer_than_the_average() -
     pipeline, sink, clock = make_pipeline()
     phone = BLEDevice(PHONE, None, None)
     for _ in range(10):
-        pipeline.on_advertisement(phone, advert(nearby_info_frame(b"abc"), -80))
+        pipeline.on_advertisement(phone, bluez_advert(nearby_info_frame(b"abc"), -80))
         clock.t += 0.2
     # One lucky advert at 1 m does not pull a shopper 7 m away into the zone.
-    pipeline.on_advertisement(phone, advert(nearby_info_frame(b"abc"), -59))
+    pipeline.on_advertisement(phone, bluez_advert(nearby_info_frame(b"abc"), -59))
     assert sink.events == []
 
 
 def test_housekeeping_exits_and_beats() -> None:
     pipeline, sink, _ = make_pipeline(exit_timeout_s=20, heartbeat_s=30)
-    pipeline.on_advertisement(BLEDevice(PHONE, None, None), advert(nearby_info_frame(b"abc"), -60))
+    pipeline.on_advertisement(
+        BLEDevice(PHONE, None, None), bluez_advert(nearby_info_frame(b"abc"), -60)
+    )
     pipeline.housekeeping(T0 + 19)
     assert [e.kind for e in sink.events] == [PresenceKind.ENTER]
     pipeline.housekeeping(T0 + 20)
@@ -128,9 +99,11 @@ def test_housekeeping_exits_and_beats() -> None:
 
 def test_close_exits_everyone() -> None:
     pipeline, sink, _ = make_pipeline()
-    pipeline.on_advertisement(BLEDevice(PHONE, None, None), advert(nearby_info_frame(b"abc"), -60))
     pipeline.on_advertisement(
-        BLEDevice("5B:00:00:00:00:02", None, None), advert(nearby_info_frame(b"def"), -62)
+        BLEDevice(PHONE, None, None), bluez_advert(nearby_info_frame(b"abc"), -60)
+    )
+    pipeline.on_advertisement(
+        BLEDevice("5B:00:00:00:00:02", None, None), bluez_advert(nearby_info_frame(b"def"), -62)
     )
     pipeline.close(T0 + 5)
     assert [e.kind for e in sink.events].count(PresenceKind.EXIT) == 2
@@ -140,7 +113,7 @@ def test_bad_adverts_are_counted_never_raised() -> None:
     pipeline, sink, _ = make_pipeline()
     phone = BLEDevice(PHONE, None, None)
     # BlueZ says 127 when it has no RSSI.
-    pipeline.on_advertisement(phone, advert(nearby_info_frame(b"abc"), 127))
+    pipeline.on_advertisement(phone, bluez_advert(nearby_info_frame(b"abc"), 127))
     garbage = AdvertisementData(None, {0x004C: 12345}, {}, [], None, -60, ())  # type: ignore[dict-item]
     pipeline.on_advertisement(phone, garbage)
     assert pipeline.counters.decode_errors == 2
@@ -152,7 +125,7 @@ def test_a_configured_pseudonym_key_makes_pseudonyms_stable_across_restarts() ->
     def anonymous_ref(**overrides: object) -> str:
         pipeline, sink, _ = make_pipeline(**overrides)
         pipeline.on_advertisement(
-            BLEDevice(PHONE, None, None), advert(nearby_info_frame(b"abc"), -60)
+            BLEDevice(PHONE, None, None), bluez_advert(nearby_info_frame(b"abc"), -60)
         )
         return sink.events[0].subject.ref
 
@@ -163,9 +136,9 @@ def test_a_configured_pseudonym_key_makes_pseudonyms_stable_across_restarts() ->
 def test_a_repeated_advertisement_means_what_it_meant_and_a_changed_one_is_read_again() -> None:
     pipeline, sink, clock = make_pipeline(exit_timeout_s=5)
     device = BLEDevice(PHONE, None, None)
-    before = advert(ibeacon_frame(UUID(APP_UUID), 0x104D, 0xE62A, -59), -60)
+    before = bluez_advert(ibeacon_frame(UUID(APP_UUID), 0x104D, 0xE62A, -59), -60)
     # The token rotated: same phone address, new payload, so a new subject.
-    after = advert(ibeacon_frame(UUID(APP_UUID), 0x0001, 0x0002, -59), -60)
+    after = bluez_advert(ibeacon_frame(UUID(APP_UUID), 0x0001, 0x0002, -59), -60)
     for adv in (before, before, after):
         pipeline.on_advertisement(device, adv)
         clock.t += 0.1
@@ -183,7 +156,7 @@ def test_a_repeated_advertisement_means_what_it_meant_and_a_changed_one_is_read_
 
 def test_the_identity_cache_stays_small_under_random_addresses() -> None:
     pipeline, sink, _ = make_pipeline()
-    phone = advert(nearby_info_frame(b"abc"), -60)
+    phone = bluez_advert(nearby_info_frame(b"abc"), -60)
     addresses = [
         f"5A:00:00:00:{i // 256:02X}:{i % 256:02X}" for i in range(IDENTITY_CACHE_SIZE + 10)
     ]

@@ -13,8 +13,6 @@ from uuid import UUID
 import paho.mqtt.client as mqtt
 import pytest
 from bleak.backends.device import BLEDevice
-from bleak.backends.scanner import AdvertisementData
-from bluetooth_data_tools import parse_advertisement_data_bytes
 from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_sim.addresses import resolvable_private_address
@@ -31,17 +29,16 @@ from gateway.remote_config import (
     write_config,
 )
 from gateway.run import run_gateway
-from storelink.clock import ScaledClock
+from storelink.clock import ScaledClock, SteppedClock
 from storelink.wire import (
     GatewayConfig,
     GatewayState,
-    GatewayStatus,
-    PresenceEvent,
     PresenceKind,
     SubjectType,
     config_topic,
     status_topic,
 )
+from tests.helpers import ListSink, bluez_advert
 from tests.services import Mosquitto
 from tests.test_gateway_publish import Collector, wait_until
 
@@ -54,39 +51,7 @@ STAFF = UUID("a1b2c3d4-0000-4000-8000-000000000001")
 IRK = bytes(range(16))
 
 
-class ManualClock:
-    def __init__(self, now: float) -> None:
-        self.t = now
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.t += seconds
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.events: list[PresenceEvent] = []
-        self.statuses: list[GatewayStatus] = []
-
-    def publish(self, event: PresenceEvent) -> bool:
-        self.events.append(event)
-        return True
-
-    def publish_status(self, status: GatewayStatus) -> bool:
-        self.statuses.append(status)
-        return True
-
-
-def advert(raw: bytes, rssi: int) -> AdvertisementData:
-    name, uuids, service_data, manufacturer_data, tx_power = parse_advertisement_data_bytes(raw)
-    return AdvertisementData(
-        name, dict(manufacturer_data), dict(service_data), list(uuids), tx_power, rssi, ()
-    )
-
-
-def make_pipeline(**overrides: Any) -> tuple[GatewayPipeline, ListSink, ManualClock]:
+def make_pipeline(**overrides: Any) -> tuple[GatewayPipeline, ListSink, SteppedClock]:
     # No smoothing: each sighting's distance is what its RSSI says.
     options: dict[str, Any] = {
         "app_uuid": APP_UUID,
@@ -95,7 +60,7 @@ def make_pipeline(**overrides: Any) -> tuple[GatewayPipeline, ListSink, ManualCl
         "outbox_path": ":memory:",
     }
     settings = GatewaySettings(**(options | overrides))
-    sink, clock = ListSink(), ManualClock(T0)
+    sink, clock = ListSink(), SteppedClock(T0)
     return GatewayPipeline(settings, sink, clock), sink, clock
 
 
@@ -106,7 +71,7 @@ def config(**fields: Any) -> GatewayConfig:
 
 
 def see(pipeline: GatewayPipeline, address: str, raw: bytes, rssi: int) -> None:
-    pipeline.on_advertisement(BLEDevice(address, None, None), advert(raw, rssi))
+    pipeline.on_advertisement(BLEDevice(address, None, None), bluez_advert(raw, rssi))
 
 
 def zone_kinds(sink: ListSink) -> list[tuple[str, PresenceKind]]:
@@ -295,7 +260,7 @@ def remote_for(
     tmp_path: Path, **overrides: Any
 ) -> tuple[RemoteConfig, GatewayPipeline, ListSink, list[str]]:
     settings = settings_in(tmp_path, **overrides)
-    sink, clock = ListSink(), ManualClock(T0)
+    sink, clock = ListSink(), SteppedClock(T0)
     pipeline = GatewayPipeline(settings, sink, clock)
     changes: list[str] = []
     remote = RemoteConfig(
@@ -368,7 +333,7 @@ def test_a_damaged_or_foreign_saved_config_is_ignored(tmp_path: Path) -> None:
 
 def test_messages_from_another_thread_are_applied_through_call_soon(tmp_path: Path) -> None:
     settings = settings_in(tmp_path)
-    pipeline = GatewayPipeline(settings, ListSink(), ManualClock(T0))
+    pipeline = GatewayPipeline(settings, ListSink(), SteppedClock(T0))
     queued: list[Any] = []
     remote = RemoteConfig(settings, pipeline, path=None, call_soon=queued.append)
     remote.on_message(payload(version=4))

@@ -32,51 +32,14 @@ from gateway.sources_replay import (
     read_recording,
 )
 from storelink.cli import app
-from storelink.clock import ScaledClock
+from storelink.clock import ScaledClock, SteppedClock
 from storelink.tokens import TOKEN_WINDOW_S
-from storelink.wire import GatewayStatus, PresenceEvent, SubjectType, contains_mac_address
+from storelink.wire import PresenceEvent, SubjectType, contains_mac_address
+from tests.helpers import ListSink, bluez_advert
 
 APP_UUID = "5f2dd896-b886-4549-ae01-e41acd7a354a"
 START = 1_960_000 * TOKEN_WINDOW_S
 PHONE = "5A:11:22:33:44:55"
-
-
-class ManualClock:
-    def __init__(self, now: float) -> None:
-        self.t = now
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.t += max(0.0, seconds)
-        await asyncio.sleep(0)
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.events: list[PresenceEvent] = []
-
-    def publish(self, event: PresenceEvent) -> bool:
-        self.events.append(event)
-        return True
-
-    def publish_status(self, status: GatewayStatus) -> bool:
-        return True
-
-
-def bluez_advert(raw: bytes, rssi: int) -> AdvertisementData:
-    """What bleak gives on BlueZ: parsed fields, no raw bytes."""
-    name, uuids, service_data, manufacturer_data, tx_power = parse_ad(raw)
-    return AdvertisementData(
-        name,
-        dict(manufacturer_data),
-        dict(service_data),
-        list(uuids),
-        tx_power,
-        rssi,
-        ("/org/bluez/hci0/dev_5A_11_22_33_44_55", {}),
-    )
 
 
 def settings(**overrides: Any) -> GatewaySettings:
@@ -94,7 +57,7 @@ def settings(**overrides: Any) -> GatewaySettings:
 
 def test_a_recording_holds_no_hardware_address() -> None:
     out = io.StringIO()
-    clock = ManualClock(START)
+    clock = SteppedClock(START)
     recorder = AdvertRecorder(out, clock, source="bleak")
     token = ibeacon_frame(UUID(APP_UUID), 1, 2, -59)
     for address in (PHONE, PHONE, "C3:00:00:00:00:01"):
@@ -123,7 +86,7 @@ def test_a_recording_holds_no_hardware_address() -> None:
 def test_each_recording_has_its_own_pseudonyms() -> None:
     aliases = set()
     for _ in range(2):
-        recorder = AdvertRecorder(io.StringIO(), ManualClock(START))
+        recorder = AdvertRecorder(io.StringIO(), SteppedClock(START))
         aliases.add(recorder.alias(PHONE))
     assert len(aliases) == 2
 
@@ -131,7 +94,7 @@ def test_each_recording_has_its_own_pseudonyms() -> None:
 def test_raw_bytes_are_recorded_as_received_where_the_source_keeps_them() -> None:
     world = demo_world(APP_UUID, START, demo_app_keys(1), anonymous=1, seed=1)
     out = io.StringIO()
-    recorder = AdvertRecorder(out, ManualClock(START), source="sim")
+    recorder = AdvertRecorder(out, SteppedClock(START), source="sim")
     adverts = world.adverts_between("gw-1", START, START + 5)
     for advert in adverts:
         adv = advertisement_data(advert)
@@ -142,7 +105,7 @@ def test_raw_bytes_are_recorded_as_received_where_the_source_keeps_them() -> Non
 
 
 def test_an_advert_that_cannot_be_recorded_is_counted() -> None:
-    recorder = AdvertRecorder(io.StringIO(), ManualClock(START))
+    recorder = AdvertRecorder(io.StringIO(), SteppedClock(START))
     garbage = AdvertisementData(None, {0x004C: 12345}, {}, [], None, -60, ())  # type: ignore[dict-item]
     recorder.on_advertisement(BLEDevice(PHONE, None, None), garbage)
     assert (recorder.recorded, recorder.errors) == (0, 1)
@@ -191,7 +154,7 @@ def test_other_formats_are_refused(tmp_path: Path, header: dict[str, Any]) -> No
 def test_a_replay_gives_the_events_the_live_gateway_gave(tmp_path: Path) -> None:
     world = demo_world(APP_UUID, START, demo_app_keys(2), anonymous=2, seed=5)
     adverts = world.adverts_between("gw-1", START, START + 90)
-    live_clock, live_sink = ManualClock(START), ListSink()
+    live_clock, live_sink = SteppedClock(START), ListSink()
     live = GatewayPipeline(settings(), live_sink, live_clock)
     path = tmp_path / "store.jsonl"
     with path.open("w") as out:
@@ -204,7 +167,7 @@ def test_a_replay_gives_the_events_the_live_gateway_gave(tmp_path: Path) -> None
             live.on_advertisement(device, adv)
     live.close(START + 90)
 
-    replay_clock, replay_sink = ManualClock(START), ListSink()
+    replay_clock, replay_sink = SteppedClock(START), ListSink()
     replayed = GatewayPipeline(settings(), replay_sink, replay_clock)
     for recorded in read_recording(path):
         replay_clock.t = recorded.t
@@ -237,7 +200,7 @@ def test_the_replay_scanner_keeps_the_recorded_pace(tmp_path: Path) -> None:
             for dt in (0, 0.5, 0.5, 3)
         ),
     )
-    clock = ManualClock(START)
+    clock = SteppedClock(START)
     seen: list[tuple[float, BLEDevice, AdvertisementData]] = []
 
     async def run() -> ReplayScanner:
@@ -267,7 +230,7 @@ def test_the_replay_scanner_keeps_the_recorded_pace(tmp_path: Path) -> None:
 
 def test_scanner_source_plays_back_a_recording(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "r.jsonl", {"format": "storelink-adverts", "version": 1})
-    clock = ManualClock(START)
+    clock = SteppedClock(START)
     backend, kwargs = scanner_source(settings(scanner="replay", replay_file=path), clock)
     assert backend is ReplayScanner
     assert kwargs == {"path": path, "clock": clock}

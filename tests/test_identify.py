@@ -29,9 +29,11 @@ from gateway.identify import (
 )
 from gateway.pipeline import GatewayPipeline
 from gateway.sources_replay import RecordedAdvert, advertisement
+from storelink.clock import SteppedClock
 from storelink.tokens import token_ref
-from storelink.wire import GatewayStatus, PresenceEvent, PresenceKind, SubjectType
+from storelink.wire import PresenceKind, SubjectType
 from storelink.wire import contains_mac_address as has_mac
+from tests.helpers import ListSink
 
 APP_UUID = "5f2dd896-b886-4549-ae01-e41acd7a354a"
 STORE_UUID = UUID("f7826da6-4fa2-4e98-8024-bc5b71e0893e")
@@ -241,37 +243,14 @@ def test_irks_from_the_settings() -> None:
 # --- through the pipeline -----------------------------------------------------------------------
 
 
-class ManualClock:
-    def __init__(self, now: float) -> None:
-        self.t = now
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.t += seconds
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.events: list[PresenceEvent] = []
-
-    def publish(self, event: PresenceEvent) -> bool:
-        self.events.append(event)
-        return True
-
-    def publish_status(self, status: GatewayStatus) -> bool:
-        return True
-
-
 def advert(raw: bytes, rssi: int) -> AdvertisementData:
     """As the simulator and replay give it: raw bytes in platform_data."""
     return advertisement(RecordedAdvert(0.0, "x", rssi, raw))[1]
 
 
-def pipeline(t: float = T0, **overrides: Any) -> tuple[GatewayPipeline, ListSink, ManualClock]:
+def pipeline(t: float = T0, **overrides: Any) -> tuple[GatewayPipeline, ListSink, SteppedClock]:
     settings = GatewaySettings(app_uuid=APP_UUID, pseudonym_key="k" * 32, **overrides)
-    sink, clock = ListSink(), ManualClock(t)
+    sink, clock = ListSink(), SteppedClock(t)
     return GatewayPipeline(settings, sink, clock), sink, clock
 
 

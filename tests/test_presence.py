@@ -96,3 +96,65 @@ def test_events_are_unique(tracker: PresenceTracker) -> None:
     enter = tracker.observe(SHOPPER, -65, 2.0, T0)
     exit_ = tracker.exit_all(T0 + 1)
     assert enter[0].event_id != exit_[0].event_id
+
+
+def _learning(margin: float = 10.0, floor: float = 2.0) -> PresenceTracker:
+    return PresenceTracker(
+        store_id="store-1",
+        gateway_id="gw-1",
+        zone_id="entrance",
+        enter_distance_m=3.0,
+        exit_timeout_s=20.0,
+        dwell_interval_s=60.0,
+        exit_interval_margin=margin,
+        exit_floor_s=floor,
+    )
+
+
+def test_the_exit_delay_is_learned_from_each_subjects_advertising_interval() -> None:
+    tracker = _learning(margin=10.0, floor=2.0)
+    # A phone heard every 0.5 s, a beacon every 1.5 s (with one lost packet: 3 s).
+    for i in range(10):
+        tracker.observe(SHOPPER, -60, 1.0, T0 + i * 0.5)
+    for at in (0.0, 1.5, 3.0, 6.0, 7.5, 9.0):
+        tracker.observe(OTHER, -60, 1.0, T0 + at)
+    assert tracker.exit_delay_s(SHOPPER) == pytest.approx(10 * 0.5 + 2.0)
+    # The median ignores the lost packet; 10 x 1.5 + 2 = 17 s, still under the 20 s cap.
+    assert tracker.exit_delay_s(OTHER) == pytest.approx(17.0)
+    last_phone = T0 + 9 * 0.5
+    assert tracker.expire(last_phone + 6.9) == []
+    [event] = tracker.expire(last_phone + 7.0)
+    assert event.kind is PresenceKind.EXIT and event.subject == SHOPPER
+    assert event.dwell_s == pytest.approx(4.5)
+    assert tracker.present == {OTHER}
+
+
+def test_far_sightings_teach_the_interval_but_do_not_keep_a_subject_present() -> None:
+    tracker = _learning(margin=4.0, floor=1.0)
+    tracker.observe(SHOPPER, -60, 1.0, T0)
+    for i in range(1, 6):
+        tracker.observe(SHOPPER, -85, 15.0, T0 + i)  # heard, far away
+    assert tracker.exit_delay_s(SHOPPER) == pytest.approx(5.0)
+    [event] = tracker.expire(T0 + 5.0)
+    assert event.kind is PresenceKind.EXIT and event.dwell_s == 0.0
+
+
+def test_the_global_timeout_caps_the_learned_delay_and_covers_new_subjects() -> None:
+    tracker = _learning(margin=10.0, floor=2.0)
+    tracker.observe(SHOPPER, -60, 1.0, T0)
+    tracker.observe(SHOPPER, -60, 1.0, T0 + 4)
+    # Only one gap known: not enough to trust, the fixed timeout applies.
+    assert tracker.exit_delay_s(SHOPPER) == 20.0
+    for i in range(2, 5):
+        tracker.observe(SHOPPER, -60, 1.0, T0 + 4 * i)
+    # A slow advertiser (every 4 s): 10 x 4 + 2 = 42 s, capped at exit_timeout_s.
+    assert tracker.exit_delay_s(SHOPPER) == 20.0
+    assert tracker.expire(T0 + 16 + 19.9) == []
+    assert len(tracker.expire(T0 + 16 + 20)) == 1
+
+
+def test_without_a_margin_the_fixed_timeout_applies(tracker: PresenceTracker) -> None:
+    for i in range(10):
+        tracker.observe(SHOPPER, -60, 1.0, T0 + i * 0.2)
+    assert tracker.exit_delay_s(SHOPPER) == 20.0
+    assert tracker.expire(T0 + 1.8 + 19.9) == []

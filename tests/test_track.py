@@ -51,3 +51,11 @@ def test_prune_forgets_devices_gone_quiet() -> None:
 def test_alpha_must_be_a_weight() -> None:
     with pytest.raises(ValueError, match="alpha"):
         RssiSmoother(alpha=0, forget_after_s=20)
+
+
+def test_the_smoother_uses_the_chosen_filter_per_device() -> None:
+    smoother = RssiSmoother(alpha=0.3, forget_after_s=20, kind="median", window=3)
+    assert smoother.update("a", -60, now=0) == -60
+    smoother.update("a", -61, now=1)
+    assert smoother.update("a", -95, now=2) == -61  # median of -60, -61, -95
+    assert smoother.update("b", -80, now=2) == -80
