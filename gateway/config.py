@@ -86,6 +86,27 @@ class GatewaySettings(StorelinkSettings):
         le=1,
         description="weight of a new RSSI sample in the moving average (1 = no smoothing)",
     )
+    smoothing_filter: Literal["ewma", "median", "kalman", "one_euro"] = Field(
+        default="ewma",
+        description=(
+            "RSSI filter per device: ewma (smoothing_alpha), median (of smoothing_window "
+            "samples), kalman or one_euro; docs/tracking.md compares them"
+        ),
+    )
+    smoothing_window: int = Field(
+        default=5, ge=1, le=64, description="samples in the median filter's window"
+    )
+    exit_interval_margin: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "a subject has left after this many of its own learned advertising intervals plus "
+            "exit_floor_s unseen near, at most exit_timeout_s; 0: always exit_timeout_s"
+        ),
+    )
+    exit_floor_s: float = Field(
+        default=5.0, ge=0, description="added to the learned-interval exit delay"
+    )
     heartbeat_s: float = Field(
         default=30.0, gt=0, description="seconds between status messages with counters"
     )

@@ -84,7 +84,12 @@ class GatewayPipeline:
         )
         self._decoder = Decoder(settings.app_uuid, IDENTITY_CACHE_SIZE)
         self._resolver = IdentityResolver(self._rules)
-        self._smoother = RssiSmoother(settings.smoothing_alpha, settings.exit_timeout_s)
+        self._smoother = RssiSmoother(
+            settings.smoothing_alpha,
+            settings.exit_timeout_s,
+            kind=settings.smoothing_filter,
+            window=settings.smoothing_window,
+        )
         self._zones = [self._new_zone(self._local_zone())]
         # RSSI at 1 m from the remote config; None: what the devices advertise, or rssi_at_1m.
         self._calibration: Calibration | None = None
@@ -202,6 +207,8 @@ class GatewayPipeline:
             exit_timeout_s=settings.exit_timeout_s,
             dwell_interval_s=settings.dwell_interval_s,
             exit_distance_m=spec.exit_distance_m,
+            exit_interval_margin=settings.exit_interval_margin,
+            exit_floor_s=settings.exit_floor_s,
         )
         return _Zone(tracker, spec.path_loss_exponent or settings.path_loss_exponent)
 

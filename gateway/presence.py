@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from storelink.wire import PresenceEvent, PresenceKind, Subject
+
+# Gaps kept per subject for its advertising interval, and how many before trusting the median.
+INTERVAL_SAMPLES = 9
+MIN_INTERVAL_SAMPLES = 3
 
 
 @dataclass
@@ -15,6 +20,16 @@ class _Visit:
     last_dwell: float
     rssi: float
     distance_m: float
+    last_heard: float = 0.0
+    # The latest gaps between two sightings at any distance: the device's advertising interval.
+    gaps: deque[float] = field(default_factory=lambda: deque(maxlen=INTERVAL_SAMPLES))
+
+    def interval_s(self) -> float | None:
+        """Median gap between sightings, None until a few are known."""
+        if len(self.gaps) < MIN_INTERVAL_SAMPLES:
+            return None
+        ordered = sorted(self.gaps)
+        return ordered[len(ordered) // 2]
 
 
 class PresenceTracker:
@@ -25,6 +40,11 @@ class PresenceTracker:
 
     Only sightings within the enter distance count: a phone passing by on the street is heard,
     but never enters, and a shopper walking away is gone even while still faintly heard.
+
+    With ``exit_interval_margin`` > 0 the exit delay is learned per subject: its median gap
+    between sightings (at any distance: its advertising interval as this gateway hears it) times
+    the margin, plus ``exit_floor_s``, never more than ``exit_timeout_s`` (nor before a few gaps
+    are known). A phone advertising every 100 ms is gone sooner than a beacon sending every 2 s.
     """
 
     def __init__(
@@ -37,6 +57,8 @@ class PresenceTracker:
         exit_timeout_s: float,
         dwell_interval_s: float,
         exit_distance_m: float | None = None,
+        exit_interval_margin: float = 0.0,
+        exit_floor_s: float = 0.0,
     ) -> None:
         self.store_id = store_id
         self.gateway_id = gateway_id
@@ -45,6 +67,8 @@ class PresenceTracker:
         self.exit_timeout_s = exit_timeout_s
         self.dwell_interval_s = dwell_interval_s
         self.exit_distance_m = exit_distance_m
+        self.exit_interval_margin = exit_interval_margin
+        self.exit_floor_s = exit_floor_s
         self._visits: dict[Subject, _Visit] = {}
 
     @property
@@ -56,12 +80,16 @@ class PresenceTracker:
     ) -> list[PresenceEvent]:
         visit = self._visits.get(subject)
         limit = self.enter_distance_m
-        if visit is not None and self.exit_distance_m is not None:
-            limit = max(limit, self.exit_distance_m)
+        if visit is not None:
+            if now > visit.last_heard:
+                visit.gaps.append(now - visit.last_heard)
+                visit.last_heard = now
+            if self.exit_distance_m is not None:
+                limit = max(limit, self.exit_distance_m)
         if distance_m > limit:
             return []
         if visit is None:
-            visit = self._visits[subject] = _Visit(now, now, now, rssi, distance_m)
+            visit = self._visits[subject] = _Visit(now, now, now, rssi, distance_m, now)
             return [self._event(PresenceKind.ENTER, subject, visit, now, dwell_s=0.0)]
         visit.last_near, visit.rssi, visit.distance_m = now, rssi, distance_m
         if now - visit.last_dwell < self.dwell_interval_s:
@@ -69,8 +97,23 @@ class PresenceTracker:
         visit.last_dwell = now
         return [self._event(PresenceKind.DWELL, subject, visit, now, now - visit.entered_at)]
 
+    def exit_delay_s(self, subject: Subject) -> float:
+        """How long ``subject`` may go unseen near before it has left."""
+        visit = self._visits.get(subject)
+        if visit is None or self.exit_interval_margin <= 0:
+            return self.exit_timeout_s
+        interval = visit.interval_s()
+        if interval is None:
+            return self.exit_timeout_s
+        learned = self.exit_interval_margin * interval + self.exit_floor_s
+        return min(self.exit_timeout_s, learned)
+
     def expire(self, now: float) -> list[PresenceEvent]:
-        gone = [s for s, v in self._visits.items() if now - v.last_near >= self.exit_timeout_s]
+        if self.exit_interval_margin <= 0:
+            timeout = self.exit_timeout_s
+            gone = [s for s, v in self._visits.items() if now - v.last_near >= timeout]
+        else:
+            gone = [s for s, v in self._visits.items() if now - v.last_near >= self.exit_delay_s(s)]
         return [self._exit(subject, now) for subject in gone]
 
     def exit_all(self, now: float) -> list[PresenceEvent]:
