@@ -25,6 +25,12 @@ def record_gateway_status(session: Session, status: GatewayStatus, now: datetime
         "decode_errors": status.decode_errors,
         "outbox_depth": status.outbox_depth,
         "outbox_dropped": status.outbox_dropped,
+        "uptime_s": status.uptime_s,
+        "adverts_per_s": status.adverts_per_s,
+        "cpu_temp_c": status.cpu_temp_c,
+        "scanner_restarts": status.scanner_restarts,
+        "config_version": status.config_version,
+        "config_error": status.config_error,
         "received_at": now,
     }
     statement = upsert(session, GatewayStatusRow).values(

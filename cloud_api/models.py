@@ -198,4 +198,10 @@ class GatewayStatusRow(Base):
     decode_errors: Mapped[int] = mapped_column(sa.BigInteger)
     outbox_depth: Mapped[int] = mapped_column(sa.BigInteger)
     outbox_dropped: Mapped[int] = mapped_column(sa.BigInteger)
+    uptime_s: Mapped[float | None]
+    adverts_per_s: Mapped[float | None]
+    cpu_temp_c: Mapped[float | None]
+    scanner_restarts: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
+    config_version: Mapped[int | None] = mapped_column(sa.BigInteger)
+    config_error: Mapped[str | None] = mapped_column(sa.Text)
     received_at: Mapped[datetime]

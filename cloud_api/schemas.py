@@ -137,6 +137,12 @@ class GatewayStatusOut(_Response):
     decode_errors: int
     outbox_depth: int
     outbox_dropped: int
+    uptime_s: float | None
+    adverts_per_s: float | None
+    cpu_temp_c: float | None
+    scanner_restarts: int
+    config_version: int | None
+    config_error: str | None
     received_at: datetime
 
 

@@ -245,6 +245,12 @@ def test_the_latest_gateway_status_is_kept(cloud: Cloud, mosquitto: Mosquitto) -
         ts=t0,
         adverts_seen=40,
         outbox_depth=3,
+        uptime_s=3600.5,
+        adverts_per_s=212.0,
+        cpu_temp_c=51.2,
+        scanner_restarts=1,
+        config_version=7,
+        config_error="zones.0.enter_distance_m: Input should be greater than 0",
     )
     # The broker replays a retained status on reconnection: old news must not win.
     older = newer.model_copy(
@@ -256,6 +262,16 @@ def test_the_latest_gateway_status_is_kept(cloud: Cloud, mosquitto: Mosquitto) -
     (gateway,) = cloud.client.get("/v1/gateways", params={"store_id": "store-1"}).json()
     assert gateway["gateway_id"] == "gw-1"
     assert (gateway["state"], gateway["adverts_seen"], gateway["outbox_depth"]) == ("online", 40, 3)
+    health = {
+        k: gateway[k] for k in ("uptime_s", "adverts_per_s", "cpu_temp_c", "scanner_restarts")
+    }
+    assert health == {
+        "uptime_s": 3600.5,
+        "adverts_per_s": 212.0,
+        "cpu_temp_c": 51.2,
+        "scanner_restarts": 1,
+    }
+    assert (gateway["config_version"], gateway["config_error"]) == (7, newer.config_error)
     assert cloud.client.get("/v1/gateways", params={"store_id": "store-2"}).json() == []
 
 
