@@ -1,13 +1,15 @@
-"""Liveness for load balancers and orchestrators."""
+"""Liveness, readiness and metrics for load balancers, orchestrators and Prometheus."""
 
 from __future__ import annotations
 
 import logging
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from cloud_api.deps import ConsumerDep, SessionDep
+from cloud_api.metrics import metrics_registry, render
 from cloud_api.schemas import Health
 
 router = APIRouter(tags=["health"])
@@ -25,3 +27,23 @@ def healthz(session: SessionDep, consumer: ConsumerDep, response: Response) -> H
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         return Health(status="unavailable", database=type(error).__name__, mqtt=mqtt)
     return Health(status="ok", database="ok", mqtt=mqtt)
+
+
+@router.get("/readyz")
+def readyz(session: SessionDep, consumer: ConsumerDep, response: Response) -> Health:
+    """Ready to take traffic: the database answers and, when ingest runs, it is subscribed."""
+    health = healthz(session, consumer, response)
+    subscribed = consumer is None or consumer.wait_until_subscribed(0)
+    if health.status == "ok" and not subscribed:
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return Health(status="unavailable", database=health.database, mqtt=health.mqtt)
+    return health
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(request: Request, consumer: ConsumerDep) -> Response:
+    """Prometheus text format: the ingest's counters and its broker connection."""
+    registry = getattr(request.app.state, "metrics_registry", None)
+    if registry is None:
+        registry = request.app.state.metrics_registry = metrics_registry(consumer)
+    return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
