@@ -77,7 +77,8 @@ async def run_gateway(
         make_scanner,
         clock=clock,
         progress=lambda: pipeline.counters.adverts_seen,
-        silence_s=settings.watchdog_s,
+        # A recording that has played to its end is quiet by design, not a stalled radio.
+        silence_s=0.0 if settings.scanner == "replay" else settings.watchdog_s,
         max_backoff_s=settings.watchdog_max_backoff_s,
         # Only the real radio has an adapter to reset.
         recover_adapter=(

@@ -23,6 +23,7 @@ from gateway.config import GatewaySettings
 from gateway.decode.ad import parse_ad
 from gateway.pipeline import GatewayPipeline
 from gateway.record import AdvertRecorder, record_adverts
+from gateway.run import run_gateway
 from gateway.sources import scanner_source
 from gateway.sources_replay import (
     RecordedAdvert,
@@ -36,6 +37,7 @@ from storelink.clock import ScaledClock, SteppedClock
 from storelink.tokens import TOKEN_WINDOW_S
 from storelink.wire import PresenceEvent, SubjectType, contains_mac_address
 from tests.helpers import ListSink, bluez_advert
+from tests.services import Mosquitto
 
 APP_UUID = "5f2dd896-b886-4549-ae01-e41acd7a354a"
 START = 1_960_000 * TOKEN_WINDOW_S
@@ -269,3 +271,36 @@ def test_the_record_command(tmp_path: Path) -> None:
     assert summary["file"] == str(path)
     assert summary["adverts"] == len(list(read_recording(path))) > 0
     assert not contains_mac_address(path.read_text())
+
+
+def test_a_finished_recording_is_not_a_stalled_radio(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """The watchdog restarts a silent scanner; a replay that ended must not start over."""
+    raw = nearby_info_frame(b"abc").hex()
+    path = write_lines(
+        tmp_path / "r.jsonl",
+        {"format": "storelink-adverts", "version": 1, "started": 100.0, "source": "bleak"},
+        *({"t": 100.0 + i * 0.2, "address": "rec-1", "rssi": -60, "raw": raw} for i in range(10)),
+    )
+    clock = ScaledClock(start=START, speed=20)
+    gateway = settings(
+        scanner="replay",
+        replay_file=path,
+        mqtt_url=mosquitto.url,
+        outbox_path=str(tmp_path / "outbox.db"),
+        watchdog_s=2,
+        exit_timeout_s=3,
+    )
+
+    async def run() -> Any:
+        stop = asyncio.Event()
+        backend, kwargs = scanner_source(gateway, clock)
+        task = asyncio.create_task(
+            run_gateway(gateway, clock=clock, backend=backend, backend_kwargs=kwargs, stop=stop)
+        )
+        await asyncio.sleep(20 / 20)  # 20 s of simulated time: ten watchdog periods
+        stop.set()
+        return await task
+
+    counters = asyncio.run(run())
+    assert counters.adverts_seen == 10
+    assert counters.scanner_restarts == 0
