@@ -29,6 +29,11 @@ def _dashed(digits: str) -> str:
     return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
+def _ibeacon_json(fmt: str, uuid: str, major: int, minor: int, power: int) -> dict[str, Any]:
+    """The fields `storelink gateway decode` prints for an iBeacon-shaped frame."""
+    return {"format": fmt, "uuid": uuid, "major": major, "minor": minor, "tx_power": power}
+
+
 @dataclass(frozen=True, slots=True)
 class IBeacon:
     format: ClassVar[str] = "ibeacon"
@@ -46,13 +51,7 @@ class IBeacon:
         return f"{self.uuid}:{self.major}:{self.minor}"
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "format": self.format,
-            "uuid": self.uuid,
-            "major": self.major,
-            "minor": self.minor,
-            "tx_power": self.measured_power,
-        }
+        return _ibeacon_json(self.format, self.uuid, self.major, self.minor, self.measured_power)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,14 +71,8 @@ class AppToken:
         return token_ref(self.major, self.minor)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "format": self.format,
-            "uuid": self.uuid,
-            "major": self.major,
-            "minor": self.minor,
-            "tx_power": self.measured_power,
-            "ref": self.ref,
-        }
+        fields = _ibeacon_json(self.format, self.uuid, self.major, self.minor, self.measured_power)
+        return {**fields, "ref": self.ref}
 
 
 @dataclass(frozen=True, slots=True)
