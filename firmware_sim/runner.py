@@ -3,7 +3,9 @@
 At full speed nothing sleeps: simulated time is stepped tick by tick, each tick's receptions are
 handed to the gateways' ``GatewayPipeline.on_advertisement`` in time order (as bleak's
 ``BLEDevice``/``AdvertisementData``), then every gateway runs its housekeeping, all on a
-``SteppedClock`` that says what time the simulation has reached. At a finite speed the same loop is
+``SteppedClock`` that says what time the simulation has reached. Every ``sightings_interval_s``
+the gateways exchange their sightings summaries (``PeerSightings``, as on the sightings topic)
+for cross-gateway arbitration. At a finite speed the same loop is
 paced against the wall clock.
 
 Output folder:
@@ -106,6 +108,8 @@ def drive(
     airwaves = store.airwaves()
     clock = SteppedClock(airwaves.start)
     pipelines = [GatewayPipeline(settings, sink, clock) for settings in store.gateway_settings()]
+    exchange_every = min(p.settings.sightings_interval_s for p in pipelines)
+    next_exchange = airwaves.start + exchange_every
     devices: dict[str, BLEDevice] = {}
     delivered = 0
     wall_start = time.monotonic()
@@ -122,6 +126,9 @@ def drive(
             pipelines[gateway].on_advertisement(device, adv)
         delivered += len(receptions)
         clock.t = t1
+        if t1 >= next_exchange:
+            next_exchange += exchange_every
+            exchange_sightings(pipelines, t1)
         for pipeline in pipelines:
             pipeline.housekeeping(t1)
         if progress is not None:
@@ -133,6 +140,18 @@ def drive(
     for pipeline in pipelines:
         pipeline.close(clock.t)
     return delivered
+
+
+def exchange_sightings(pipelines: list[GatewayPipeline], now: float) -> None:
+    """Each gateway's sightings summary to every other gateway, as MQTT would carry them."""
+    if len(pipelines) < 2:
+        return
+    summaries = [p.sightings(now) for p in pipelines]
+    for summary in summaries:
+        if summary is None:
+            continue
+        for pipeline in pipelines:
+            pipeline.on_peer_sightings(summary, now)
 
 
 def _write_jsonl(path: Path, lines: list[str]) -> None:

@@ -98,6 +98,12 @@ class GatewayDefaults(_Model):
     rssi_at_1m: int = -59
     path_loss_exponent: float = Field(default=2.0, gt=0)
     smoothing_alpha: float = Field(default=0.3, gt=0, le=1)
+    # Cross-gateway arbitration; None: the gateway's own default.
+    arbitration: bool | None = None
+    arbitration_margin_db: float | None = Field(default=None, ge=0)
+    arbitration_hold_s: float | None = Field(default=None, ge=0)
+    arbitration_stale_s: float | None = Field(default=None, gt=0)
+    enter_confirm_s: float | None = Field(default=None, ge=0)
 
 
 class IBeaconSpec(_Model):

@@ -23,6 +23,14 @@ from gateway.config import GatewaySettings, canonical_beacon_id
 EDDYSTONE_LOSS_AT_1M_DB = 41
 # Before the first and after the last person, room for the gateways to see everyone leave.
 MARGIN_S = 60.0
+# Scenario settings that, left out, keep the gateway's own default.
+OPTIONAL_GATEWAY_SETTINGS = {
+    "arbitration",
+    "arbitration_margin_db",
+    "arbitration_hold_s",
+    "arbitration_stale_s",
+    "enter_confirm_s",
+}
 
 
 def pseudonym_key(seed: int) -> str:
@@ -76,6 +84,7 @@ class SimStore:
         """The settings of each simulated gateway, independent of the environment's."""
         scenario = self.scenario
         defaults = scenario.gateway_defaults
+        optional = defaults.model_dump(include=OPTIONAL_GATEWAY_SETTINGS, exclude_none=True)
         return [
             GatewaySettings(
                 _env_file=None,
@@ -93,6 +102,7 @@ class SimStore:
                 heartbeat_s=3600.0,
                 store_beacons=self._store_beacon_ids(),
                 pseudonym_key=pseudonym_key(self.seed),
+                **optional,
             )
             for gateway in scenario.gateways
         ]

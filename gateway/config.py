@@ -107,8 +107,45 @@ class GatewaySettings(StorelinkSettings):
     exit_floor_s: float = Field(
         default=5.0, ge=0, description="added to the learned-interval exit delay"
     )
+    enter_confirm_s: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "a subject enters only once seen within the enter distance for this long (against "
+            "passers-by at an open door); the visit still starts at the first near sighting"
+        ),
+    )
     heartbeat_s: float = Field(
         default=30.0, gt=0, description="seconds between status messages with counters"
+    )
+    arbitration: bool = Field(
+        default=True,
+        description=(
+            "share what this gateway hears with the store's other gateways (sightings topic) "
+            "and enter a subject only while this gateway hears it best (docs/tracking.md); "
+            "alone in a store it changes nothing"
+        ),
+    )
+    arbitration_margin_db: float = Field(
+        default=5.0,
+        ge=0,
+        description="another gateway takes a subject over when it hears it this much louder",
+    )
+    arbitration_hold_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="... for this long without a break",
+    )
+    arbitration_stale_s: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "a gateway that has not heard a subject for this long (or gone silent) no longer "
+            "claims it"
+        ),
+    )
+    sightings_interval_s: float = Field(
+        default=1.0, gt=0, description="seconds between this gateway's sightings summaries"
     )
     store_beacons: list[str] = Field(
         default=[],

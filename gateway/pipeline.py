@@ -5,25 +5,31 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Protocol
 
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
+from gateway.arbitrate import Arbiter, ArbitrationRules
 from gateway.config import GatewaySettings
 from gateway.decode import Decoded, Decoder, DeviceClass, canonical_ad_bytes, raw_bytes
 from gateway.fleet import BeaconFleet
 from gateway.identify import DAY_S, IdentityResolver, IdentityRules
+from gateway.passers import PasserCounter
 from gateway.presence import PresenceTracker
 from gateway.status import GatewayCounters, Heartbeat
 from gateway.track import RssiSmoother, estimate_distance_m
 from storelink.clock import Clock
 from storelink.wire import (
+    MAX_SIGHTINGS,
     Calibration,
     GatewayConfig,
     GatewayState,
     GatewayStatus,
+    PeerSightings,
     PresenceEvent,
+    Sighting,
     Subject,
     SubjectType,
     ZoneConfig,
@@ -40,6 +46,9 @@ RSSI_RANGE_DBM = (-127, 20)
 IDENTITY_CACHE_SIZE = 4096
 
 _Identity = tuple[Decoded, Subject | None]
+# A subject first heard is nobody's for this many sightings intervals: time for the peers'
+# summaries to tell whether one of them hears it louder.
+SETTLE_INTERVALS = 1.5
 # What a remote config may calibrate: subject types and the decoder's device classes.
 CALIBRATION_CLASSES = frozenset(t.value for t in SubjectType) | frozenset(
     c.value for c in DeviceClass
@@ -91,9 +100,25 @@ class GatewayPipeline:
             window=settings.smoothing_window,
         )
         self._zones = [self._new_zone(self._local_zone())]
+        # Which gateway of the store hears each subject best; None: this gateway decides alone.
+        self._arbiter = (
+            Arbiter(
+                settings.gateway_id,
+                ArbitrationRules(
+                    margin_db=settings.arbitration_margin_db,
+                    hold_s=settings.arbitration_hold_s,
+                    stale_s=settings.arbitration_stale_s,
+                    settle_s=settings.sightings_interval_s * SETTLE_INTERVALS,
+                ),
+            )
+            if settings.arbitration
+            else None
+        )
+        self._sightings_since = clock.now()
         # RSSI at 1 m from the remote config; None: what the devices advertise, or rssi_at_1m.
         self._calibration: Calibration | None = None
         self._last_heartbeat = clock.now()
+        self.passers = PasserCounter()
         self.heartbeat = Heartbeat(settings, clock.now())
         self.fleet = BeaconFleet(
             settings.store_beacons,
@@ -120,9 +145,19 @@ class GatewayPipeline:
             logger.debug("dropped an advertisement: %s", type(exc).__name__)
 
     def housekeeping(self, now: float) -> None:
+        arbiter = self._arbiter
         for zone in self._zones:
+            if arbiter is not None:
+                # Taken over by a peer; one that nobody hears any more exits on time below.
+                for subject in zone.tracker.present:
+                    owner = arbiter.owner(subject, now)
+                    if owner is not None and owner != self.settings.gateway_id:
+                        self._emit(zone.tracker.release(subject, now))
             self._emit(zone.tracker.expire(now))
         self._smoother.prune(now)
+        self.counters.passers_by += self.passers.expire(now)
+        if arbiter is not None:
+            arbiter.prune(now)
         if now - self._last_heartbeat >= self.settings.heartbeat_s:
             self._last_heartbeat = now
             self._sink.publish_status(self.status(GatewayState.ONLINE, now))
@@ -182,7 +217,49 @@ class GatewayPipeline:
             calibration if calibration.by_beacon or calibration.by_device_class else None
         )
         self.fleet.configure(store, staff, now)
+        if self._arbiter is not None:
+            self._arbiter.rules = ArbitrationRules(
+                margin_db=_or(config.arbitration_margin_db, settings.arbitration_margin_db),
+                hold_s=_or(config.arbitration_hold_s, settings.arbitration_hold_s),
+                stale_s=settings.arbitration_stale_s,
+                settle_s=settings.sightings_interval_s * SETTLE_INTERVALS,
+            )
         self.heartbeat.config_applied(config.version)
+
+    def on_peer_sightings(self, sightings: PeerSightings, now: float) -> None:
+        """Another gateway's summary: how loud it hears which subjects (``gateway.arbitrate``)."""
+        arbiter = self._arbiter
+        settings = self.settings
+        if (
+            arbiter is None
+            or sightings.store_id != settings.store_id
+            or sightings.gateway_id == settings.gateway_id
+        ):
+            return
+        arbiter.peer_alive(now)
+        for sighting in sightings.sightings:
+            arbiter.heard(
+                sightings.gateway_id, sighting.subject, sighting.rssi, now - sighting.age_s
+            )
+
+    def sightings(self, now: float) -> PeerSightings | None:
+        """What this gateway heard since its previous summary, for its peers; None when it does
+        not arbitrate."""
+        arbiter = self._arbiter
+        if arbiter is None:
+            return None
+        since, self._sightings_since = self._sightings_since, now
+        heard = [
+            Sighting(subject=subject, rssi=round(reading.rssi, 1), age_s=round(now - reading.at, 2))
+            for subject, reading in arbiter.own_readings(since)
+            if isinstance(subject, Subject)
+        ]
+        return PeerSightings(
+            store_id=self.settings.store_id,
+            gateway_id=self.settings.gateway_id,
+            ts=datetime.fromtimestamp(now, UTC),
+            sightings=tuple(heard[:MAX_SIGHTINGS]),
+        )
 
     def config_rejected(self, reason: str) -> None:
         """A remote config was refused: the status says why until a good one is applied."""
@@ -209,6 +286,7 @@ class GatewayPipeline:
             exit_distance_m=spec.exit_distance_m,
             exit_interval_margin=settings.exit_interval_margin,
             exit_floor_s=settings.exit_floor_s,
+            enter_confirm_s=settings.enter_confirm_s,
         )
         return _Zone(tracker, spec.path_loss_exponent or settings.path_loss_exponent)
 
@@ -230,8 +308,24 @@ class GatewayPipeline:
         if self.fleet.claims(address, decoded, adv.rssi, now) or subject is None:
             return
         rssi = self._smoother.update(subject, adv.rssi, now)
+        self.passers.heard(subject, now)
+        zones = self._zones
+        arbiter = self._arbiter
+        if arbiter is not None:
+            gateway_id = self.settings.gateway_id
+            arbiter.heard(gateway_id, subject, rssi, now)
+            owner = arbiter.owner(subject, now)
+            if owner is None:
+                # Newly heard, the peers' word still awaited: keep whom this gateway has, enter
+                # nobody.
+                zones = [zone for zone in zones if subject in zone.tracker]
+            elif owner != gateway_id:
+                self.passers.came_in(subject)
+                for zone in zones:
+                    self._emit(zone.tracker.release(subject, now))
+                return
         measured_power = self._rssi_at_1m(decoded, subject)
-        for zone in self._zones:
+        for zone in zones:
             distance = estimate_distance_m(rssi, measured_power, zone.path_loss_exponent)
             self._emit(zone.tracker.observe(subject, rssi, distance, now))
 
@@ -280,5 +374,10 @@ class GatewayPipeline:
 
     def _emit(self, events: list[PresenceEvent]) -> None:
         for event in events:
+            self.passers.came_in(event.subject)
             if self._sink.publish(event):
                 self.counters.events_published += 1
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value

@@ -45,6 +45,11 @@ class PresenceTracker:
     between sightings (at any distance: its advertising interval as this gateway hears it) times
     the margin, plus ``exit_floor_s``, never more than ``exit_timeout_s`` (nor before a few gaps
     are known). A phone advertising every 100 ms is gone sooner than a beacon sending every 2 s.
+
+    With ``enter_confirm_s`` > 0 a subject enters only once its near sightings span that long,
+    with no gap between two longer than ``exit_timeout_s`` (what would end a visit): someone
+    walking past the door is near for a moment. The visit still starts at the
+    first near sighting (the enter event's ``dwell_s`` says how long ago that was).
     """
 
     def __init__(
@@ -59,6 +64,7 @@ class PresenceTracker:
         exit_distance_m: float | None = None,
         exit_interval_margin: float = 0.0,
         exit_floor_s: float = 0.0,
+        enter_confirm_s: float = 0.0,
     ) -> None:
         self.store_id = store_id
         self.gateway_id = gateway_id
@@ -69,11 +75,17 @@ class PresenceTracker:
         self.exit_distance_m = exit_distance_m
         self.exit_interval_margin = exit_interval_margin
         self.exit_floor_s = exit_floor_s
+        self.enter_confirm_s = enter_confirm_s
         self._visits: dict[Subject, _Visit] = {}
+        # Near but not yet confirmed: subject -> (first, latest) near sighting.
+        self._candidates: dict[Subject, tuple[float, float]] = {}
 
     @property
     def present(self) -> frozenset[Subject]:
         return frozenset(self._visits)
+
+    def __contains__(self, subject: object) -> bool:
+        return subject in self._visits
 
     def observe(
         self, subject: Subject, rssi: float, distance_m: float, now: float
@@ -89,13 +101,29 @@ class PresenceTracker:
         if distance_m > limit:
             return []
         if visit is None:
-            visit = self._visits[subject] = _Visit(now, now, now, rssi, distance_m, now)
-            return [self._event(PresenceKind.ENTER, subject, visit, now, dwell_s=0.0)]
+            since = self._confirmed_since(subject, now)
+            if since is None:
+                return []
+            visit = self._visits[subject] = _Visit(since, now, now, rssi, distance_m, now)
+            return [self._event(PresenceKind.ENTER, subject, visit, now, dwell_s=now - since)]
         visit.last_near, visit.rssi, visit.distance_m = now, rssi, distance_m
         if now - visit.last_dwell < self.dwell_interval_s:
             return []
         visit.last_dwell = now
         return [self._event(PresenceKind.DWELL, subject, visit, now, now - visit.entered_at)]
+
+    def _confirmed_since(self, subject: Subject, now: float) -> float | None:
+        """When the subject's near stay began, once it has lasted ``enter_confirm_s``."""
+        if self.enter_confirm_s <= 0:
+            return now
+        first, latest = self._candidates.get(subject, (now, now))
+        if now - latest > self.exit_timeout_s:
+            first = now
+        if now - first >= self.enter_confirm_s:
+            self._candidates.pop(subject, None)
+            return first
+        self._candidates[subject] = (first, now)
+        return None
 
     def exit_delay_s(self, subject: Subject) -> float:
         """How long ``subject`` may go unseen near before it has left."""
@@ -109,12 +137,23 @@ class PresenceTracker:
         return min(self.exit_timeout_s, learned)
 
     def expire(self, now: float) -> list[PresenceEvent]:
+        if self._candidates:
+            horizon = now - self.exit_timeout_s
+            for subject in [s for s, (_, latest) in self._candidates.items() if latest < horizon]:
+                del self._candidates[subject]
         if self.exit_interval_margin <= 0:
             timeout = self.exit_timeout_s
             gone = [s for s, v in self._visits.items() if now - v.last_near >= timeout]
         else:
             gone = [s for s, v in self._visits.items() if now - v.last_near >= self.exit_delay_s(s)]
         return [self._exit(subject, now) for subject in gone]
+
+    def release(self, subject: Subject, now: float) -> list[PresenceEvent]:
+        """``subject`` exits now if present: another gateway of the store has taken it over."""
+        self._candidates.pop(subject, None)
+        if subject not in self._visits:
+            return []
+        return [self._exit(subject, now)]
 
     def exit_all(self, now: float) -> list[PresenceEvent]:
         """Everyone leaves: the gateway is shutting down and will not see them go."""

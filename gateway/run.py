@@ -3,17 +3,20 @@
 Besides presence, the process keeps itself healthy and observable: a watchdog replaces a scanner
 that went silent (``gateway.watchdog``), the retained remote config is applied live
 (``gateway.remote_config``), heartbeats carry counters, and the store's beacons' health goes out
-on the beacons topic (``gateway.fleet``).
+on the beacons topic (``gateway.fleet``). With arbitration on, the gateway publishes what it hears
+on its sightings topic about once a second and listens to its peers' (``gateway.arbitrate``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
 from bleak import BleakScanner
 from bleak.backends.scanner import BaseBleakScanner
+from pydantic import ValidationError
 
 from gateway.config import GatewaySettings
 from gateway.pipeline import GatewayPipeline
@@ -22,7 +25,14 @@ from gateway.remote_config import RemoteConfig, persisted_config_path
 from gateway.status import GatewayCounters
 from gateway.watchdog import ScannerWatchdog, adapter_recovery
 from storelink.clock import Clock
-from storelink.wire import CONFIG_QOS, GatewayState, config_topic
+from storelink.wire import (
+    CONFIG_QOS,
+    SIGHTINGS_QOS,
+    GatewayState,
+    PeerSightings,
+    config_topic,
+    store_sightings_subscription,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +66,26 @@ async def run_gateway(
         remote.load_persisted()
         publisher.subscribe(
             config_topic(settings.store_id, settings.gateway_id), CONFIG_QOS, remote.on_message
+        )
+
+    if settings.arbitration:
+
+        def on_sightings(payload: bytes) -> None:
+            try:
+                sightings = PeerSightings.model_validate_json(payload)
+            except ValidationError as exc:
+                logger.debug("ignored a sightings summary: %d errors", exc.error_count())
+                return
+            if sightings.gateway_id == settings.gateway_id:
+                return  # this gateway's own, back from the broker
+            # RuntimeError: the event loop is closing, the gateway is stopping.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(
+                    lambda: pipeline.on_peer_sightings(sightings, clock.now())
+                )
+
+        publisher.subscribe(
+            store_sightings_subscription(settings.store_id), SIGHTINGS_QOS, on_sightings
         )
 
     scanner_kwargs = dict(backend_kwargs or {})
@@ -95,10 +125,17 @@ async def run_gateway(
         halt = asyncio.Event()
         watching = asyncio.create_task(watchdog.run(halt))
         logger.info("gateway %s/%s starting", settings.store_id, settings.gateway_id)
+        next_sightings = clock.now() + settings.sightings_interval_s
         try:
             while not stop.is_set() and not watching.done():
                 now = clock.now()
                 pipeline.housekeeping(now)
+                if now >= next_sightings:
+                    next_sightings = now + settings.sightings_interval_s
+                    sightings = pipeline.sightings(now)
+                    # Even empty: the peers learn that this gateway is there and listening.
+                    if sightings is not None:
+                        publisher.publish_sightings(sightings)
                 if pipeline.fleet.report_due(now):
                     publisher.publish_beacons(
                         pipeline.fleet.report(settings.store_id, settings.gateway_id, now)

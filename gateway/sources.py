@@ -6,8 +6,8 @@ from typing import Any
 
 from bleak.backends.scanner import BaseBleakScanner
 
-from firmware_sim.scanner import SimScanner
-from firmware_sim.world import StoreWorld, demo_app_keys, demo_world
+from firmware_sim.scanner import AdvertSource, SimScanner
+from firmware_sim.world import demo_app_keys, demo_world
 from gateway.config import GatewaySettings
 from storelink.clock import Clock
 
@@ -16,7 +16,7 @@ DEMO_ANONYMOUS_SHOPPERS = 2
 
 
 def scanner_source(
-    settings: GatewaySettings, clock: Clock, world: StoreWorld | None = None
+    settings: GatewaySettings, clock: Clock, world: AdvertSource | None = None
 ) -> tuple[type[BaseBleakScanner] | None, dict[str, Any]]:
     """The ``backend`` and ``backend_kwargs`` for ``run_gateway``.
 

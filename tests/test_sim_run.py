@@ -134,6 +134,7 @@ def test_sim_commands(tmp_path: Path) -> None:
         "black-friday",
         "boutique",
         "supermarket",
+        "two-counters",
     ]
     bad = runner.invoke(
         app, ["sim", "run", "--scenario", "boutique", "--out", str(tmp_path), "--speed", "fast"]
