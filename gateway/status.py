@@ -26,6 +26,8 @@ class GatewayCounters:
     """Adverts that could not be processed, whatever the reason; each is dropped."""
     scanner_restarts: int = 0
     """Times the watchdog restarted a scanner that had gone silent."""
+    passers_by: int = 0
+    """Devices heard that never came into a zone (``gateway.passers``)."""
 
 
 def gateway_version() -> str:
@@ -60,6 +62,7 @@ def make_status(
         events_published=counters.events_published,
         decode_errors=counters.decode_errors,
         scanner_restarts=counters.scanner_restarts,
+        passers_by=counters.passers_by,
     )
 
 
