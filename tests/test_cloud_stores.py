@@ -1,0 +1,355 @@
+"""Stores, zones and gateways: provisioning publishes the gateway's retained config on a real
+broker; lists page with cursors; the gateways' status history keeps every transition."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from cloud_api.app import create_app
+from cloud_api.config import CloudSettings
+from cloud_api.deps import CloudContext
+from cloud_api.gateway_status import record_gateway_status
+from cloud_api.geometry import polygon_problem
+from cloud_api.models import Gateway, Shopper, ShopperDevice
+from cloud_api.mqtt_auth import verify_mosquitto_hash
+from cloud_api.stores import publish_store_configs
+from storelink.wire import GatewayConfig, GatewayState, GatewayStatus, config_topic
+from tests.helpers import ADMIN_HEADERS, ADMIN_TOKEN, MqttRecorder, wait_for
+from tests.services import Mosquitto
+
+APP_UUID = "e2c56db5-dffb-48d2-b060-d0f5a71096e0"
+STAFF_BADGE = "f7826da6-4fa2-4e98-8024-bc5b71e0893e:1:7"
+SQUARE = [[0, 0], [4, 0], [4, 3], [0, 3]]
+
+
+@dataclass
+class Cloud:
+    app: FastAPI
+    client: TestClient
+
+    @property
+    def context(self) -> CloudContext:
+        context: CloudContext = self.app.state.context
+        return context
+
+    def post(self, path: str, body: dict[str, Any], status: int = 201) -> dict[str, Any]:
+        response = self.client.post(path, json=body, headers=ADMIN_HEADERS)
+        assert response.status_code == status, response.text
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    def get(self, path: str, **params: Any) -> dict[str, Any]:
+        response = self.client.get(path, params=params, headers=ADMIN_HEADERS)
+        assert response.status_code == 200, response.text
+        answer: dict[str, Any] = response.json()
+        return answer
+
+
+@contextmanager
+def running_cloud(database_url: str, **overrides: Any) -> Iterator[Cloud]:
+    settings = CloudSettings(
+        database_url=database_url, admin_token=ADMIN_TOKEN, app_uuid=APP_UUID, **overrides
+    )
+    app = create_app(settings)
+    with TestClient(app) as client:
+        yield Cloud(app, client)
+
+
+@pytest.fixture
+def cloud(database_url: str) -> Iterator[Cloud]:
+    with running_cloud(database_url, mqtt_enabled=False) as cloud:
+        yield cloud
+
+
+def add_store(cloud: Cloud, store_id: str = "store-1", **extra: Any) -> dict[str, Any]:
+    return cloud.post("/v1/stores", {"store_id": store_id, "name": "Via Roma", **extra})
+
+
+# --- polygons -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("points", "problem"),
+    [
+        ([(0, 0), (1, 0)], "at least 3 points"),
+        ([(0, 0), (1, 1), (2, 2)], "no area"),
+        ([(0, 0), (2, 2), (2, 0), (0, 2)], "cross"),
+        ([(0, 0), (4, 0), (4, 3), (0, 0)], "do not repeat"),
+        ([(0, 0), (4, 0), (4, 3), (4, 0)], "appears twice"),
+    ],
+)
+def test_a_bad_polygon_says_what_is_wrong(points: list[tuple[float, float]], problem: str) -> None:
+    found = polygon_problem(points)
+    assert found is not None and problem in found
+
+
+def test_simple_polygons_pass() -> None:
+    assert polygon_problem([(0, 0), (4, 0), (4, 3), (0, 3)]) is None
+    # Concave (an L), clockwise: still simple.
+    assert polygon_problem([(0, 0), (0, 4), (1, 4), (1, 1), (3, 1), (3, 0)]) is None
+
+
+# --- stores and zones ---------------------------------------------------------------------------
+
+
+def test_stores_and_zones_are_created_validated_and_listed(cloud: Cloud) -> None:
+    store = add_store(cloud, staff_beacons=[STAFF_BADGE.upper()], timezone="Europe/Rome")
+    assert store["staff_beacons"] == [STAFF_BADGE] and store["timezone"] == "Europe/Rome"
+    assert cloud.post("/v1/stores", {"store_id": "store-1", "name": "x"}, status=409)
+    bad_zone = cloud.post(
+        "/v1/stores", {"store_id": "s2", "name": "x", "timezone": "Mars/Base"}, 422
+    )
+    assert "unknown time zone" in bad_zone["detail"]
+
+    zone = cloud.post(
+        "/v1/stores/store-1/zones", {"zone_id": "entrance", "name": "Door", "polygon": SQUARE}
+    )
+    assert zone["polygon"] == SQUARE
+    bowtie = cloud.post(
+        "/v1/stores/store-1/zones",
+        {"zone_id": "bad", "name": "Bow tie", "polygon": [[0, 0], [2, 2], [2, 0], [0, 2]]},
+        status=422,
+    )
+    assert bowtie["errors"][0]["loc"] == ["body", "polygon"]
+    assert "cross" in bowtie["detail"]
+    assert cloud.post(
+        "/v1/stores/nowhere/zones", {"zone_id": "z", "name": "Z", "polygon": SQUARE}, 404
+    )
+
+    detail = cloud.get("/v1/stores/store-1")
+    assert [z["zone_id"] for z in detail["zones"]] == ["entrance"]
+    assert detail["zones"][0]["polygon"] == SQUARE
+    zones = cloud.get("/v1/stores/store-1/zones")
+    assert [z["zone_id"] for z in zones["items"]] == ["entrance"] and zones["next_cursor"] is None
+
+
+def test_lists_page_with_an_opaque_cursor(cloud: Cloud) -> None:
+    for number in range(5):
+        add_store(cloud, f"store-{number}")
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        params = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = cloud.get("/v1/stores", **params)
+        seen += [s["store_id"] for s in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [f"store-{n}" for n in range(5)] and pages == 3
+    bad = cloud.client.get("/v1/stores", params={"cursor": "bm90IGpzb24"}, headers=ADMIN_HEADERS)
+    assert bad.status_code == 422 and "cursor" in bad.json()["detail"]
+
+
+# --- gateways -----------------------------------------------------------------------------------
+
+
+def add_wearable(cloud: Cloud, shopper_id: str, consents: bool, irk: bytes) -> None:
+    now = datetime.now(UTC)
+    with cloud.context.sessions() as session:
+        session.add(
+            Shopper(
+                id=shopper_id,
+                display_name=None,
+                app_key=bytes(32),
+                consent_personal_offers=False,
+                consent_footfall_analytics=consents,
+                consent_text_version="1",
+                consent_at=now,
+                created_at=now,
+            )
+        )
+        session.flush()
+        session.add(
+            ShopperDevice(
+                shopper_id=shopper_id,
+                kind="wearable",
+                ref=f"wear-{shopper_id}",
+                irk=irk,
+                store_id=None,
+                label=None,
+                created_at=now,
+            )
+        )
+        session.commit()
+
+
+def test_provisioning_publishes_the_gateway_config_and_shows_the_password_once(
+    database_url: str, mosquitto: Mosquitto
+) -> None:
+    with running_cloud(database_url, mqtt_url=mosquitto.url, mqtt_protocol="5") as cloud:
+        add_store(
+            cloud,
+            staff_beacons=[STAFF_BADGE],
+            calibration={"by_device_class": {"apple_watch": -62}},
+        )
+        cloud.post(
+            "/v1/stores/store-1/zones", {"zone_id": "entrance", "name": "Door", "polygon": SQUARE}
+        )
+        add_wearable(cloud, "shp_yes", consents=True, irk=bytes(range(16)))
+        add_wearable(cloud, "shp_no", consents=False, irk=bytes(16))
+        unknown_zone = cloud.post(
+            "/v1/stores/store-1/gateways",
+            {"gateway_id": "gw-1", "zones": [{"zone_id": "till", "enter_distance_m": 2}]},
+            status=422,
+        )
+        assert "till" in unknown_zone["detail"]
+
+        topic = config_topic("store-1", "gw-1")
+        gateway = cloud.post(
+            "/v1/stores/store-1/gateways",
+            {
+                "gateway_id": "gw-1",
+                "name": "by the door",
+                "zones": [{"zone_id": "entrance", "enter_distance_m": 2.5, "exit_distance_m": 4}],
+            },
+        )
+        assert gateway["mqtt_username"] == "gw-1" and len(gateway["mqtt_password"]) >= 24
+        assert gateway["config_published"] is True and gateway["config_topic"] == topic
+        assert cloud.post("/v1/stores/store-1/gateways", {"gateway_id": "gw-1"}, status=409)
+
+        # Retained: a gateway connecting later still gets it.
+        recorder = MqttRecorder(mosquitto.url, topic)
+        try:
+            (payload,) = wait_for(lambda: recorder.on(topic), what="the retained config")
+        finally:
+            recorder.close()
+        config = GatewayConfig.model_validate_json(payload)
+        assert (config.store_id, config.gateway_id, config.version) == ("store-1", "gw-1", 1)
+        assert config.zones is not None and config.zones[0].enter_distance_m == 2.5
+        assert config.staff_beacons == (STAFF_BADGE,)
+        assert config.calibration.by_device_class == {"apple_watch": -62}
+        assert str(config.app_uuid) == APP_UUID
+        # Only the consenting shopper's wearable.
+        assert config.irks == {"wear-shp_yes": bytes(range(16)).hex()}
+
+        with cloud.context.sessions() as session:
+            stored = session.scalars(sa.select(Gateway.mqtt_password_hash)).one()
+        assert gateway["mqtt_password"] not in stored
+        assert verify_mosquitto_hash(gateway["mqtt_password"], stored)
+
+        listed = cloud.get("/v1/stores/store-1/gateways")["items"]
+        assert [(g["gateway_id"], g["config_version"]) for g in listed] == [("gw-1", 1)]
+        assert "mqtt_password" not in listed[0]
+
+        # Consent withdrawn, configs published again: the IRK is gone and the version moved on.
+        with cloud.context.sessions() as session:
+            session.execute(sa.update(Shopper).values(consent_footfall_analytics=False))
+            session.commit()
+            assert publish_store_configs(session, cloud.context.settings, "store-1")
+        recorder = MqttRecorder(mosquitto.url, topic)
+        try:
+            (payload,) = wait_for(lambda: recorder.on(topic))
+        finally:
+            recorder.close()
+        again = GatewayConfig.model_validate_json(payload)
+        assert again.version == 2 and again.irks == {}
+
+        # A change to the store's beacons reaches its gateways at once.
+        other_badge = "f7826da6-4fa2-4e98-8024-bc5b71e0893e:1:8"
+        changed = cloud.client.patch(
+            "/v1/stores/store-1", json={"staff_beacons": [other_badge]}, headers=ADMIN_HEADERS
+        )
+        assert changed.status_code == 200 and changed.json()["staff_beacons"] == [other_badge]
+        recorder = MqttRecorder(mosquitto.url, topic)
+        try:
+            (payload,) = wait_for(lambda: recorder.on(topic))
+        finally:
+            recorder.close()
+        third = GatewayConfig.model_validate_json(payload)
+        assert third.version == 3 and third.staff_beacons == (other_badge,)
+
+        # A lost password is replaced; the old one no longer matches the stored hash.
+        renewed = cloud.post("/v1/stores/store-1/gateways/gw-1/password", {}, status=200)
+        with cloud.context.sessions() as session:
+            stored = session.scalars(sa.select(Gateway.mqtt_password_hash)).one()
+        assert verify_mosquitto_hash(renewed["mqtt_password"], stored)
+        assert not verify_mosquitto_hash(gateway["mqtt_password"], stored)
+        assert cloud.post("/v1/stores/store-2/gateways/gw-1/password", {}, status=404)
+
+
+def test_provisioning_without_mqtt_still_registers_the_gateway(cloud: Cloud) -> None:
+    add_store(cloud)
+    gateway = cloud.post("/v1/stores/store-1/gateways", {"gateway_id": "gw-9"})
+    assert gateway["config_published"] is False
+    assert cloud.get("/v1/stores/store-1")["gateway_ids"] == ["gw-9"]
+
+
+# --- status history -----------------------------------------------------------------------------
+
+
+def test_status_history_keeps_transitions_and_counters(cloud: Cloud) -> None:
+    add_store(cloud)
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    sequence = [
+        (0, GatewayState.ONLINE, 10),
+        (30, GatewayState.ONLINE, 25),
+        (60, GatewayState.OFFLINE, 25),
+        (900, GatewayState.ONLINE, 3),
+    ]
+    with cloud.context.sessions() as session:
+        for seconds, state, adverts in sequence:
+            status = GatewayStatus(
+                store_id="store-1",
+                gateway_id="gw-1",
+                state=state,
+                ts=t0 + timedelta(seconds=seconds),
+                adverts_seen=adverts,
+            )
+            assert record_gateway_status(session, status, datetime.now(UTC))
+            session.commit()
+        # The broker replaying an old retained status adds nothing.
+        replay = GatewayStatus(
+            store_id="store-1", gateway_id="gw-1", state=GatewayState.ONLINE, ts=t0
+        )
+        assert not record_gateway_status(session, replay, datetime.now(UTC))
+        session.commit()
+
+    history = cloud.get("/v1/stores/store-1/gateways/gw-1/history")
+    assert [(h["state"], h["adverts_seen"], h["transition"]) for h in history["items"]] == [
+        ("online", 3, True),
+        ("offline", 25, True),
+        ("online", 25, False),
+        ("online", 10, True),
+    ]
+    transitions = cloud.get(
+        "/v1/stores/store-1/gateways/gw-1/history", transitions_only=True, limit=2
+    )
+    assert [h["state"] for h in transitions["items"]] == ["online", "offline"]
+    rest = cloud.get(
+        "/v1/stores/store-1/gateways/gw-1/history",
+        transitions_only=True,
+        limit=2,
+        cursor=transitions["next_cursor"],
+    )
+    assert [h["state"] for h in rest["items"]] == ["online"] and rest["next_cursor"] is None
+
+
+def test_staff_see_only_their_stores_gateways(cloud: Cloud) -> None:
+    add_store(cloud, "store-a")
+    add_store(cloud, "store-b")
+    cloud.post(
+        "/v1/staff",
+        {"email": "mo@example.com", "password": "a long password", "store_ids": ["store-a"]},
+    )
+    token = cloud.client.post(
+        "/v1/auth/login", json={"email": "mo@example.com", "password": "a long password"}
+    ).json()["access_token"]
+    staff = {"Authorization": f"Bearer {token}"}
+    assert cloud.client.get("/v1/stores/store-a/gateways", headers=staff).status_code == 200
+    for path in ("/v1/stores/store-b/gateways", "/v1/stores/store-b/gateways/gw-1/history"):
+        assert cloud.client.get(path, headers=staff).status_code == 403
+    provision = cloud.client.post(
+        "/v1/stores/store-a/gateways", json={"gateway_id": "gw-x"}, headers=staff
+    )
+    assert provision.status_code == 403
