@@ -61,7 +61,6 @@ if str(_ROOT) not in sys.path:
 
 import sqlalchemy as sa
 
-from cloud_api.app import offer_policy
 from cloud_api.codes import new_app_key
 from cloud_api.config import CloudSettings
 from cloud_api.db import make_engine, make_sessionmaker
@@ -69,6 +68,7 @@ from cloud_api.directory import ShopperDirectory
 from cloud_api.ingest import CommittedBatch, PresenceConsumer
 from cloud_api.migrate import upgrade_database
 from cloud_api.models import Cart, Offer, PresenceEventRow, Shopper, Visit
+from cloud_api.offer_policy import offer_policy
 from cloud_api.presence_service import PresenceService
 from cloud_api.resolve import shopper_token_ref
 from storelink.broker import free_port, wait_for_port

@@ -10,26 +10,22 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from cloud_api.config import CloudSettings
+from cloud_api.dashboard_files import mount_dashboard
 from cloud_api.db import make_engine, make_sessionmaker
 from cloud_api.deps import CloudContext
 from cloud_api.directory import ShopperDirectory
+from cloud_api.engagement import load_campaigns_file, outbox_sender
 from cloud_api.ingest import PresenceConsumer
-from cloud_api.match import OfferPolicy
 from cloud_api.migrate import upgrade_database
+from cloud_api.offer_policy import offer_policy
 from cloud_api.presence_service import PresenceService
+from cloud_api.problems import install_problem_handlers
 from cloud_api.routes import api_router, health_router
+from cloud_api.startup_configs import republish_gateway_configs
+from cloud_api.timeseries.writer import writer_from_settings
 from storelink import __version__
 
 logger = logging.getLogger(__name__)
-
-
-def offer_policy(settings: CloudSettings) -> OfferPolicy:
-    return OfferPolicy(
-        abandon_after_s=settings.cart_abandon_after_s,
-        percent_off=settings.offer_percent_off,
-        ttl_s=settings.offer_ttl_s,
-        cooldown_s=settings.offer_cooldown_s,
-    )
 
 
 def create_app(settings: CloudSettings | None = None) -> FastAPI:
@@ -43,25 +39,42 @@ def create_app(settings: CloudSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Every worker upgrades at start; they take turns, and all but the first find nothing.
         await asyncio.to_thread(upgrade_database, settings.database_url)
+        await asyncio.to_thread(load_campaigns_file, settings, sessions)
+        await asyncio.to_thread(republish_gateway_configs, settings, sessions)
         if settings.webhook_secret is None:
             logger.warning("no webhook secret: cart webhooks answer 503")
+        timeseries = writer_from_settings(settings, sessions)
+        timeseries.start()
+        app.state.timeseries = timeseries
         consumer = None
         if settings.mqtt_enabled:
             service = PresenceService(sessions, context.directory, offer_policy(settings))
-            consumer = PresenceConsumer(settings, service, sessions)
+            # Acknowledged once the points are written or on disk: a worker that dies before
+            # gets the events again, and their points are derived again.
+            consumer = PresenceConsumer(
+                settings, service, sessions, on_commit=timeseries.committed, defer_ack=True
+            )
             consumer.start()
         app.state.consumer = consumer
+        outbox = outbox_sender(settings, sessions, consumer)
+        outbox.start()
         try:
             yield
         finally:
+            outbox.stop()
             if consumer is not None:
                 consumer.stop()
             app.state.consumer = None
+            await asyncio.to_thread(timeseries.stop)
+            app.state.timeseries = None
             engine.dispose()
 
     app = FastAPI(title="storelink cloud API", version=__version__, lifespan=lifespan)
     app.state.context = context
     app.state.consumer = None
+    app.state.timeseries = None
+    install_problem_handlers(app)
     app.include_router(api_router)
     app.include_router(health_router)
+    mount_dashboard(app)
     return app

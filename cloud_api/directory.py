@@ -1,4 +1,5 @@
-"""The consenting shoppers' app keys, loaded into a ``TokenIndex`` and reloaded when they change.
+"""The consenting shoppers' app keys, loaded into a ``TokenIndex`` and reloaded when they change,
+with the refs of their wearables and key fobs.
 
 Every cloud worker holds its own index. A registration or consent change bumps the database's
 ``directory_version`` in its own transaction (``record_change``); the worker that made it drops
@@ -10,11 +11,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud_api.devices import load_device_owners
 from cloud_api.models import DirectoryVersion, Shopper
 from cloud_api.resolve import ConsentingShopper, TokenIndex
 
@@ -46,13 +50,20 @@ def _version(session: Session) -> int | None:
     return session.scalar(sa.select(DirectoryVersion.version).where(DirectoryVersion.id == 1))
 
 
+@dataclass(frozen=True)
+class _Loaded:
+    tokens: TokenIndex
+    # Wearable and key-fob refs: fixed, so a plain look-up, unlike the app's rotating token.
+    devices: Mapping[str, ConsentingShopper]
+
+
 class ShopperDirectory:
     """Shared by the HTTP API, which invalidates it, and the consumer, which resolves with it."""
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
         self._lock = threading.Lock()
-        self._index: TokenIndex | None = None
+        self._index: _Loaded | None = None
         # The database's directory_version the index was loaded at.
         self._version: int | None = None
         # Bumped by every invalidation, so that an index loaded from before a registration
@@ -74,9 +85,14 @@ class ShopperDirectory:
                 self._generation += 1
 
     def resolve(self, ref: str, at: datetime) -> ConsentingShopper | None:
-        return self._current().resolve(ref, at)
+        """The consenting shopper whose app advertised the token ``ref`` around ``at``."""
+        return self._current().tokens.resolve(ref, at)
 
-    def _current(self) -> TokenIndex:
+    def resolve_device(self, ref: str) -> ConsentingShopper | None:
+        """The consenting owner of the wearable or key fob a gateway published as ``ref``."""
+        return self._current().devices.get(ref.lower())
+
+    def _current(self) -> _Loaded:
         with self._lock:
             index, generation = self._index, self._generation
         if index is not None:
@@ -86,8 +102,9 @@ class ShopperDirectory:
         # first: a change committed in between makes the next refresh load again.
         with self._sessions() as session:
             version = _version(session)
-            index = TokenIndex(load_consenting_shoppers(session))
-        logger.debug("token index rebuilt for %d consenting shoppers", len(index))
+            tokens = TokenIndex(load_consenting_shoppers(session))
+            index = _Loaded(tokens, load_device_owners(session))
+        logger.debug("token index rebuilt for %d consenting shoppers", len(tokens))
         with self._lock:
             if self._generation == generation:
                 self._index, self._version = index, version

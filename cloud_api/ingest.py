@@ -1,4 +1,4 @@
-"""The MQTT consumer: presence events and gateway status in, offer notifications out.
+"""The MQTT consumer: presence events, gateway status and beacon health in, offers out.
 
 Durable and scalable:
 
@@ -11,8 +11,9 @@ Durable and scalable:
   events while it restarts.
 - **Shared subscription** (MQTT 5): every worker of a deployment subscribes to
   ``$share/<group>/storelink/v1/+/+/presence`` and the broker hands each event to one of them.
-  Gateway status (a few messages a minute per gateway) goes to every worker: it is retained,
-  which a shared subscription does not deliver, and storing it twice is harmless.
+  Gateway status and beacon fleet reports (a few messages a minute per gateway) go to every
+  worker: they are retained, which a shared subscription does not deliver, and storing them
+  twice is harmless.
 - **Batches off the network thread.** paho's thread only queues what arrives. A worker thread
   takes what is queued, up to ``ingest_batch_size`` messages (optionally waiting
   ``ingest_batch_wait_s`` for more), applies them in order in one transaction, commits,
@@ -43,6 +44,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from functools import partial
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -53,19 +55,24 @@ from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud_api.beacon_health import record_beacon_report
 from cloud_api.config import CloudSettings
 from cloud_api.db import begin_write
 from cloud_api.gateway_status import record_gateway_status
 from cloud_api.mqtt_client import BufferedClient, make_consumer_client
+from cloud_api.outbox import MQTT_CHANNEL, DeliveryError, mark_sent
 from cloud_api.presence_service import PresenceOutcome, PresenceService
 from storelink.mqtt import connect_properties
 from storelink.wire import (
+    BEACONS_QOS,
+    BEACONS_SUBSCRIPTION,
     DEADLETTER_TOPIC,
     NOTIFICATION_QOS,
     PRESENCE_QOS,
     PRESENCE_SUBSCRIPTION,
     STATUS_QOS,
     STATUS_SUBSCRIPTION,
+    BeaconFleetReport,
     DeadLetter,
     GatewayStatus,
     OfferNotification,
@@ -121,13 +128,28 @@ class Received:
 
 @dataclass(frozen=True)
 class CommittedBatch:
-    """What one transaction stored, reported to ``on_commit`` once it is acknowledged."""
+    """What one transaction stored, reported to ``on_commit`` after the commit (and after the
+    acknowledgement, unless ``defer_ack`` leaves that to ``on_commit``)."""
 
     events: tuple[PresenceEvent, ...]
     """The new presence events (not the duplicates), in the order they were applied."""
     messages: int
     committed_at: float
     """``time.time()`` right after the commit."""
+    outcomes: tuple[PresenceOutcome, ...] = ()
+    """What each of ``events`` did: its visit, offer decision and notification."""
+    statuses: tuple[GatewayStatus, ...] = ()
+    """The gateway heartbeats of the batch."""
+    sent: frozenset[str] = frozenset()
+    """Ids of the notifications published."""
+    commit_s: float = 0.0
+    """Seconds the batch took to store, retries included."""
+    redelivered: tuple[tuple[PresenceEvent, bool], ...] = ()
+    """Presence events stored before (a redelivery), each with whether it opened its visit:
+    a worker that died after the commit may not have written their time-series points."""
+    acknowledge: Callable[[], None] | None = None
+    """With ``defer_ack``: acknowledges the batch's messages; call it once what ``on_commit``
+    does with the batch is safe."""
 
 
 class InvalidMessageError(Exception):
@@ -144,17 +166,22 @@ def describe(error: ValidationError) -> str:
     return f"schema violation: {fields}"
 
 
-def parse_message(topic: str, payload: bytes) -> PresenceEvent | GatewayStatus:
+GatewayMessage = PresenceEvent | GatewayStatus | BeaconFleetReport
+
+
+def parse_message(topic: str, payload: bytes) -> GatewayMessage:
     """The message on ``topic``, validated; raises ``InvalidMessageError`` with the reason."""
     try:
         store_id, gateway_id, channel = parse_gateway_topic(topic)
     except ValueError as error:
         raise InvalidMessageError(str(error)) from None
-    model: type[PresenceEvent] | type[GatewayStatus]
+    model: type[PresenceEvent] | type[GatewayStatus] | type[BeaconFleetReport]
     if channel == "presence":
         model = PresenceEvent
     elif channel == "status":
         model = GatewayStatus
+    elif channel == "beacons":
+        model = BeaconFleetReport
     else:
         raise InvalidMessageError(f"unknown channel {channel!r} in topic {topic!r}")
     try:
@@ -189,7 +216,7 @@ def presence_subscription(settings: CloudSettings) -> str:
     return PRESENCE_SUBSCRIPTION
 
 
-Parsed = tuple[Received, PresenceEvent | GatewayStatus]
+Parsed = tuple[Received, GatewayMessage]
 
 
 class Settled(Enum):
@@ -213,16 +240,21 @@ class PresenceConsumer:
         sessions: sessionmaker[Session],
         *,
         on_commit: Callable[[CommittedBatch], None] | None = None,
+        defer_ack: bool = False,
     ) -> None:
+        """``defer_ack``: ``on_commit`` acknowledges each batch (its ``acknowledge``) once what
+        it made of it is safe, so that a worker dying in between gets the messages again."""
         self.counters = IngestCounters()
         self._settings = settings
         self._service = service
         self._sessions = sessions
         self._on_commit = on_commit
+        self._defer_ack = defer_ack and on_commit is not None
         self._v5 = settings.mqtt_protocol == "5"
         self._subscriptions = [
             (presence_subscription(settings), PRESENCE_QOS),
             (STATUS_SUBSCRIPTION, STATUS_QOS),
+            (BEACONS_SUBSCRIPTION, BEACONS_QOS),
         ]
         self._queue: queue.SimpleQueue[Received] = queue.SimpleQueue()
         self._subscribed = threading.Event()
@@ -436,6 +468,11 @@ class PresenceConsumer:
                 self._dead_letter(item, str(invalid), now)
                 settled.append(item)
         stored: list[PresenceEvent] = []
+        sent: list[str] = []
+        applied: list[PresenceOutcome] = []
+        redelivered: list[tuple[PresenceEvent, bool]] = []
+        statuses: list[GatewayStatus] = []
+        started = time.perf_counter()
         if parsed:
             try:
                 outcomes = self._store(parsed, now)
@@ -451,15 +488,40 @@ class PresenceConsumer:
                     continue  # unacknowledged: the broker sends it again
                 settled.append(item)
                 if isinstance(message, PresenceEvent) and isinstance(outcome, PresenceOutcome):
-                    self._count(message, outcome, stored)
+                    self._count(message, outcome, stored, sent)
+                    if not outcome.duplicate:
+                        applied.append(outcome)
+                    else:
+                        redelivered.append((message, outcome.opened_visit))
+                elif isinstance(message, GatewayStatus):
+                    statuses.append(message)
+        commit_s = time.perf_counter() - started
         committed_at = time.time()
-        self._acknowledge(settled)
+        if not self._defer_ack:
+            self._acknowledge(settled)
+        self._mark_sent(sent)
         self.counters.batches += 1
         if self._on_commit is not None:
-            self._on_commit(CommittedBatch(tuple(stored), len(batch), committed_at))
+            self._on_commit(
+                CommittedBatch(
+                    tuple(stored),
+                    len(batch),
+                    committed_at,
+                    tuple(applied),
+                    tuple(statuses),
+                    frozenset(sent),
+                    commit_s,
+                    tuple(redelivered),
+                    partial(self._acknowledge, settled) if self._defer_ack else None,
+                )
+            )
 
     def _count(
-        self, event: PresenceEvent, outcome: PresenceOutcome, stored: list[PresenceEvent]
+        self,
+        event: PresenceEvent,
+        outcome: PresenceOutcome,
+        stored: list[PresenceEvent],
+        sent: list[str],
     ) -> None:
         if outcome.duplicate:
             self.counters.duplicates += 1
@@ -469,7 +531,15 @@ class PresenceConsumer:
         stored.append(event)
         if outcome.notification is not None:
             self.counters.offers += 1
-            self._notify(outcome.notification)
+            try:
+                self.send_notification(outcome.notification)
+            except DeliveryError as error:
+                # Still pending in the outbox: the sender retries it.
+                logger.error(
+                    "could not publish offer %s: %s", outcome.notification.offer_code, error
+                )
+                return
+            sent.append(outcome.notification.notification_id)
 
     def _store(self, parsed: Sequence[Parsed], now: datetime) -> list[Outcome]:
         """Commit ``parsed`` in one transaction, retrying while the database is unreachable.
@@ -498,12 +568,15 @@ class PresenceConsumer:
     def _transaction(self, parsed: Sequence[Parsed], now: datetime) -> list[Outcome]:
         events = [message for _, message in parsed if isinstance(message, PresenceEvent)]
         statuses = [message for _, message in parsed if isinstance(message, GatewayStatus)]
+        reports = [message for _, message in parsed if isinstance(message, BeaconFleetReport)]
         resolved = self._service.resolve(events)
         with self._sessions.begin() as session:
             begin_write(session)
             outcomes = iter(self._service.apply(session, resolved, now))
             for status in statuses:
                 record_gateway_status(session, status, now)
+            for report in reports:
+                record_beacon_report(session, report)
         self.counters.gateway_statuses += len(statuses)
         return [
             next(outcomes) if isinstance(message, PresenceEvent) else Settled.STATUS_STORED
@@ -537,15 +610,22 @@ class PresenceConsumer:
             for message in current:
                 client.ack(message.mid, message.qos)
 
-    def _notify(self, notification: OfferNotification) -> None:
+    def send_notification(self, notification: OfferNotification) -> None:
+        """Publish on the shopper's topic (the outbox's MQTT channel); ``DeliveryError`` if not."""
         topic = notification_topic(notification.shopper_ref)
         info = self._client.publish(topic, notification.model_dump_json(), qos=NOTIFICATION_QOS)
         # Not connected still queues a QoS 1 message: paho sends it on reconnection.
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-            logger.error("could not publish offer %s: %s", notification.offer_code, info.rc)
-            return
+            raise DeliveryError(f"MQTT publish refused: {mqtt.error_string(info.rc)}")
         self.counters.notifications += 1
         logger.info("offer %s sent to %s", notification.offer_code, topic)
+
+    def _mark_sent(self, notification_ids: Sequence[str]) -> None:
+        try:
+            mark_sent(self._sessions, notification_ids, MQTT_CHANNEL, utc_now())
+        except sa.exc.SQLAlchemyError:
+            # Left pending: the outbox sender sends them again, and the app drops the copies.
+            logger.warning("could not mark %d notifications sent", len(notification_ids))
 
     def _dead_letter(self, item: Received, reason: str, now: datetime) -> None:
         letter = DeadLetter(

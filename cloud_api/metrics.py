@@ -6,10 +6,11 @@ from collections.abc import Iterator
 from dataclasses import fields
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from cloud_api.ingest import IngestCounters, PresenceConsumer
+from cloud_api.timeseries.writer import TimeSeriesCounters, TimeSeriesWriter
 
 PREFIX = "storelink_ingest"
 
@@ -35,10 +36,39 @@ class IngestCollector(Collector):
             )
 
 
-def metrics_registry(consumer: PresenceConsumer | None) -> CollectorRegistry:
+class TimeSeriesCollector(Collector):
+    """Points written, buffered, dropped; write latency; the ingest's lag and commit time."""
+
+    def __init__(self, writer: TimeSeriesWriter) -> None:
+        self._writer = writer
+
+    def collect(self) -> Iterator[Metric]:
+        writer = self._writer
+        for field in fields(TimeSeriesCounters):
+            yield CounterMetricFamily(
+                f"storelink_timeseries_{field.name}",
+                f"time series: {field.name.replace('_', ' ')} since this worker started",
+                value=getattr(writer.counters, field.name),
+            )
+        if writer.buffer is not None:
+            depth = GaugeMetricFamily(
+                "storelink_timeseries_buffer_points",
+                "time series: points waiting in the disk buffer for InfluxDB",
+            )
+            depth.add_metric([], float(len(writer.buffer)))
+            yield depth
+        for histogram in writer.histograms.all():
+            yield from histogram.collect()
+
+
+def metrics_registry(
+    consumer: PresenceConsumer | None, writer: TimeSeriesWriter | None = None
+) -> CollectorRegistry:
     """One registry per app, so that several apps in one process (tests) do not collide."""
     registry = CollectorRegistry(auto_describe=True)
     registry.register(IngestCollector(consumer))
+    if writer is not None:
+        registry.register(TimeSeriesCollector(writer))
     return registry
 
 

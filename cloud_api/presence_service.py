@@ -5,7 +5,8 @@ applied in one transaction with a handful of statements whatever its size: one I
 events, one SELECT for the subjects' latest visits, one INSERT and one UPDATE for the visits,
 and, only when a recognised shopper walked in, a few more for carts and offers. Inside the
 batch the events take effect one after the other, in order: each is stitched onto the visit as
-the previous events left it, and an offer made for one enter counts for the cooldown of the next.
+the previous events left it, and an offer made for one event counts for the campaigns' caps
+at the next.
 
 A redelivered event (same ``event_id``, in the same batch or already stored, by this worker or
 another one at the same moment) changes nothing: ``INSERT ... ON CONFLICT DO NOTHING`` says
@@ -13,28 +14,29 @@ which events are new. On PostgreSQL, workers whose batches touch the same subjec
 take turns on advisory locks, so that two of them never stitch the same visit or offer the same
 cart at once; on SQLite the database's write lock does that.
 
-Offer notifications are built here but published by the caller after the commit, so a shopper
-is never sent a code that a rollback took away.
+Campaigns decide in ``campaign_store`` (pure decision in ``decide``). An offer's notification
+is written with its outbox rows in the same transaction and sent by the caller after the commit
+(or, if the caller dies first, by the outbox sender), so a shopper is never sent a code that a
+rollback took away, and no committed notification is lost.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud_api import bulk
-from cloud_api.codes import new_offer_code
+from cloud_api.campaign_store import Candidate, decide_batch
 from cloud_api.db import begin_write, lock_key, lock_keys
+from cloud_api.decide import Verdict
 from cloud_api.directory import ShopperDirectory
-from cloud_api.match import CartFacts, NoOffer, OfferDecision, OfferPolicy, PastOffer, decide_offer
-from cloud_api.models import Base, Cart, Notification, Offer, PresenceEventRow, Visit
+from cloud_api.models import Base, PresenceEventRow, Visit
+from cloud_api.offer_policy import OfferPolicy
 from cloud_api.resolve import ConsentingShopper
 from cloud_api.visits import (
     Sighting,
@@ -44,12 +46,10 @@ from cloud_api.visits import (
     stitch,
 )
 from storelink.wire import (
-    OfferItem,
     OfferNotification,
     PresenceEvent,
     PresenceKind,
     SubjectType,
-    notification_topic,
 )
 
 # StrEnum's .value is a descriptor call; the ingest asks for it several times per event.
@@ -59,6 +59,8 @@ VISITS = Base.metadata.tables[Visit.__tablename__]
 # The visit a subject's events are stitched onto: a tracked shopper's, whichever token they
 # advertise, or else the subject's own. Subject types never read "shopper".
 VisitKey = tuple[str, str, str]
+# Subjects a consenting shopper may be behind; anonymous ones are nobody by construction.
+_RESOLVABLE = frozenset({SubjectType.APP, SubjectType.WEARABLE, SubjectType.BEACON})
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,11 @@ class PresenceOutcome:
     duplicate: bool
     shopper_id: str | None = None
     visit_id: int | None = None
-    decision: OfferDecision | NoOffer | None = None
+    # Every campaign's verdict, with its checks; empty when the event could earn no offer.
+    verdicts: tuple[Verdict, ...] = ()
     notification: OfferNotification | None = None
+    # The event began a visit: a store entry, for footfall.
+    opened_visit: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,16 +85,21 @@ class Resolved:
     tracked_id: str | None
     visit_key: VisitKey
     may_get_offer: bool
+    # gateway, or app: the shopper app's own check-in, which joins the same visit.
+    source: str = "gateway"
 
     @classmethod
-    def of(cls, event: PresenceEvent, shopper: ConsentingShopper | None) -> Resolved:
+    def of(
+        cls, event: PresenceEvent, shopper: ConsentingShopper | None, source: str = "gateway"
+    ) -> Resolved:
         tracked = shopper.shopper_id if shopper and shopper.footfall_analytics else None
         if tracked is not None:
             key = (event.store_id, "shopper", tracked)
         else:
             key = (event.store_id, _VALUE[event.subject.type], event.subject.ref)
-        offer = event.kind == PresenceKind.ENTER and shopper is not None and shopper.personal_offers
-        return cls(event, shopper, tracked, key, offer)
+        # Entering triggers campaigns, and so does dwelling; leaving never does.
+        offer = event.kind != PresenceKind.EXIT and shopper is not None and shopper.personal_offers
+        return cls(event, shopper, tracked, key, offer, source)
 
 
 @dataclass
@@ -102,6 +112,8 @@ class _WorkingVisit:
     subject_ref: str
     shopper_id: str | None
     state: VisitState
+    # The event that began the visit, when this batch did.
+    opened_by: str | None = None
 
 
 class PresenceService:
@@ -126,16 +138,21 @@ class PresenceService:
             begin_write(session)
             return self.apply(session, resolved, now)
 
-    def resolve(self, events: Sequence[PresenceEvent]) -> list[Resolved]:
-        """Whose app token each event saw; in memory, so before the transaction begins."""
-        if any(event.subject.type == SubjectType.APP for event in events):
+    def resolve(self, events: Sequence[PresenceEvent], source: str = "gateway") -> list[Resolved]:
+        """Whose app token, wearable or key fob each event saw; in memory, before the transaction.
+
+        ``source`` is recorded with each event: ``gateway`` or ``app`` (a check-in).
+        """
+        if any(event.subject.type in _RESOLVABLE for event in events):
             self._directory.refresh()
         resolved = []
         for event in events:
             shopper = None
             if event.subject.type == SubjectType.APP:
                 shopper = self._directory.resolve(event.subject.ref, event.ts)
-            resolved.append(Resolved.of(event, shopper))
+            elif event.subject.type in _RESOLVABLE:
+                shopper = self._directory.resolve_device(event.subject.ref)
+            resolved.append(Resolved.of(event, shopper, source))
         return resolved
 
     def apply(
@@ -148,65 +165,47 @@ class PresenceService:
         new = _insert_new_events(session, batch, now)
         fresh = [batch[i] for i in new]
         visits = _stitch_visits(session, fresh)
-        decisions, notifications = self._decide_offers(session, fresh, visits, now)
+        decided = self._candidates(fresh, visits)
+        results = dict(
+            zip(
+                decided,
+                decide_batch(session, list(decided.values()), self._policy, now),
+                strict=True,
+            )
+        )
 
-        outcomes = [PresenceOutcome(duplicate=True)] * len(batch)
+        stored = set(new)
+        opened = _opened_by(session, [item for i, item in enumerate(batch) if i not in stored])
+        outcomes = [
+            PresenceOutcome(duplicate=True, opened_visit=item.event.event_id in opened)
+            for item in batch
+        ]
         for position, index in enumerate(new):
             item = batch[index]
             outcomes[index] = PresenceOutcome(
                 duplicate=False,
                 shopper_id=item.shopper.shopper_id if item.shopper else None,
                 visit_id=visits[position].id,
-                decision=decisions[position],
-                notification=notifications.get(position),
+                verdicts=results[position].verdicts if position in results else (),
+                notification=results[position].notification if position in results else None,
+                opened_visit=visits[position].opened_by == item.event.event_id,
             )
         return outcomes
 
-    def _decide_offers(
-        self,
-        session: Session,
-        fresh: Sequence[Resolved],
-        visits: Sequence[_WorkingVisit],
-        now: datetime,
-    ) -> tuple[list[OfferDecision | NoOffer], dict[int, OfferNotification]]:
-        policy = self._policy
-        candidates = [item for item in fresh if item.may_get_offer]
-        carts: dict[str, list[CartFacts]] = {}
-        past: dict[str, list[PastOffer]] = defaultdict(list)
-        if candidates:
-            shopper_ids = {item.shopper.shopper_id for item in candidates if item.shopper}
-            earliest = min(item.event.ts for item in candidates)
-            carts = _carts(session, shopper_ids)
-            past.update(_recent_offers(session, shopper_ids, earliest, policy))
-
-        decisions: list[OfferDecision | NoOffer] = []
-        notifications: dict[int, OfferNotification] = {}
-        offers: list[dict[str, Any]] = []
-        rows: list[dict[str, Any]] = []
-        for position, item in enumerate(fresh):
-            shopper = item.shopper
-            sid = shopper.shopper_id if shopper else ""
-            decision = decide_offer(
+    def _candidates(
+        self, fresh: Sequence[Resolved], visits: Sequence[_WorkingVisit]
+    ) -> dict[int, Candidate]:
+        """The events, by position in ``fresh``, that campaigns decide on."""
+        return {
+            position: Candidate(
                 item.event,
-                shopper,
-                carts.get(sid, []) if item.may_get_offer else [],
-                past[sid] if item.may_get_offer else [],
-                policy,
+                item.shopper.shopper_id,
+                visits[position].id,
+                visits[position].state.started_at,
             )
-            decisions.append(decision)
-            if isinstance(decision, OfferDecision) and shopper is not None:
-                # Made now, it counts for the cooldown of the batch's later enters.
-                past[sid].append(PastOffer(decision.cart_id, decision.created_at))
-                notification, offer, row = _offer(
-                    item.event, shopper, decision, visits[position].id, now
-                )
-                notifications[position] = notification
-                offers.append(offer)
-                rows.append(row)
-        if offers:
-            session.execute(sa.insert(Offer), offers)
-            session.execute(sa.insert(Notification), rows)
-        return decisions, notifications
+            for position, item in enumerate(fresh)
+            if item.may_get_offer and item.shopper is not None
+        }
 
 
 def _lock_keys(batch: Sequence[Resolved]) -> set[int]:
@@ -216,6 +215,40 @@ def _lock_keys(batch: Sequence[Resolved]) -> set[int]:
         if item.may_get_offer and item.shopper is not None:
             keys.add(lock_key("offers", item.shopper.shopper_id))
     return keys
+
+
+def _opened_by(session: Session, redelivered: Sequence[Resolved]) -> set[str]:
+    """Which of the ``redelivered`` events (stored before) began their visit.
+
+    What is derived from an event again after a redelivery (its time-series points) needs it.
+    Told by the visit that starts when the event began and carries its subject; a visit whose
+    start a late, earlier event moved back no longer names its first event.
+    """
+    if not redelivered:
+        return set()
+    refs = sorted({item.event.subject.ref for item in redelivered})
+    rows = session.execute(
+        sa.select(
+            VISITS.c.store_id, VISITS.c.subject_type, VISITS.c.subject_ref, VISITS.c.started_at
+        ).where(VISITS.c.subject_ref.in_(refs))
+    )
+    starts = {(r.store_id, r.subject_type, r.subject_ref, _utc(r.started_at)) for r in rows}
+    return {
+        item.event.event_id
+        for item in redelivered
+        if (
+            item.event.store_id,
+            _VALUE[item.event.subject.type],
+            item.event.subject.ref,
+            _utc(min(item.event.ts - timedelta(seconds=item.event.dwell_s), item.event.ts)),
+        )
+        in starts
+    }
+
+
+def _utc(at: datetime) -> datetime:
+    """Naive UTC, whether the database gave it with a time zone or without."""
+    return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at
 
 
 def _insert_new_events(session: Session, batch: Sequence[Resolved], now: datetime) -> list[int]:
@@ -248,6 +281,7 @@ def _event_row(item: Resolved, now: datetime) -> dict[str, Any]:
         "rssi": event.rssi,
         "distance_m": event.distance_m,
         "received_at": now,
+        "source": item.source,
     }
 
 
@@ -326,6 +360,7 @@ def _stitch_visits(session: Session, fresh: Sequence[Resolved]) -> list[_Working
                 event.subject.ref,
                 item.tracked_id,
                 stitched.visit,
+                opened_by=event.event_id,
             )
             latest[key] = visit
         visit.state = stitched.visit
@@ -371,86 +406,3 @@ def _write_visits(session: Session, touched: Sequence[_WorkingVisit]) -> None:
             for visit in created
         ],
     )
-
-
-def _cart_facts(cart: Cart) -> CartFacts:
-    items = tuple(
-        OfferItem(
-            sku=item["sku"],
-            name=item["name"],
-            unit_price=Decimal(str(item["unit_price"])),
-            quantity=item["quantity"],
-        )
-        for item in cart.items
-    )
-    return CartFacts(cart.cart_id, items, cart.currency, cart.status, cart.updated_at)
-
-
-def _carts(session: Session, shopper_ids: set[str]) -> dict[str, list[CartFacts]]:
-    carts: dict[str, list[CartFacts]] = defaultdict(list)
-    for cart in session.scalars(sa.select(Cart).where(Cart.shopper_id.in_(sorted(shopper_ids)))):
-        carts[cart.shopper_id].append(_cart_facts(cart))
-    return carts
-
-
-def _recent_offers(
-    session: Session, shopper_ids: set[str], at: datetime, policy: OfferPolicy
-) -> dict[str, list[PastOffer]]:
-    since = at - timedelta(seconds=policy.cooldown_s)
-    rows = session.execute(
-        sa.select(Offer.shopper_id, Offer.cart_id, Offer.created_at).where(
-            Offer.shopper_id.in_(sorted(shopper_ids)), Offer.created_at > since
-        )
-    )
-    offers: dict[str, list[PastOffer]] = defaultdict(list)
-    for shopper_id, cart_id, created_at in rows:
-        offers[shopper_id].append(PastOffer(cart_id, created_at))
-    return offers
-
-
-def _offer(
-    event: PresenceEvent,
-    shopper: ConsentingShopper,
-    decision: OfferDecision,
-    visit_id: int | None,
-    now: datetime,
-) -> tuple[OfferNotification, dict[str, Any], dict[str, Any]]:
-    """The notification, the offer row and the notification row of an offer decision."""
-    code = new_offer_code()
-    notification = OfferNotification(
-        shopper_ref=shopper.shopper_id,
-        store_id=event.store_id,
-        offer_code=code,
-        percent_off=decision.percent_off,
-        items=decision.items,
-        currency=decision.currency,
-        expires_at=decision.expires_at,
-        message=decision.message,
-        ts=now,
-    )
-    offer = {
-        "code": code,
-        "shopper_id": shopper.shopper_id,
-        "store_id": event.store_id,
-        "cart_id": decision.cart_id,
-        "visit_id": visit_id,
-        "percent_off": decision.percent_off,
-        "items": _items_json(decision.items),
-        "currency": decision.currency,
-        "created_at": decision.created_at,
-        "expires_at": decision.expires_at,
-        "redeemed_at": None,
-    }
-    row = {
-        "notification_id": notification.notification_id,
-        "shopper_id": shopper.shopper_id,
-        "offer_code": code,
-        "topic": notification_topic(shopper.shopper_id),
-        "payload": notification.model_dump(mode="json"),
-        "published_at": now,
-    }
-    return notification, offer, row
-
-
-def _items_json(items: Sequence[OfferItem]) -> list[dict[str, object]]:
-    return [item.model_dump(mode="json") for item in items]

@@ -40,6 +40,15 @@ class ShopperCreate(_Request):
     consent_text_version: str = Field(
         min_length=1, max_length=64, description="version of the consent text the shopper saw"
     )
+    email: str | None = Field(
+        default=None,
+        pattern=r"^[^@\s]+@[^@\s]+$",
+        max_length=254,
+        description="links the shop's carts and orders to the shopper; kept as its SHA-256 only",
+    )
+    shopify_customer_id: int | None = Field(
+        default=None, ge=1, description="the shopper's Shopify customer id, for the same purpose"
+    )
 
 
 class ConsentUpdate(_Request):
@@ -103,14 +112,19 @@ class OfferOut(_Response):
     code: str
     shopper_id: str
     store_id: str
-    cart_id: str
+    cart_id: str | None
     visit_id: int | None
-    percent_off: Decimal
+    campaign_id: str | None
+    percent_off: Decimal | None
+    amount_off: Decimal | None
+    min_spend: Decimal | None
+    online: bool
     items: list[dict[str, Any]]
     currency: str
     created_at: datetime
     expires_at: datetime
     redeemed_at: datetime | None
+    order_ref: str | None
 
 
 class VisitOut(_Response):

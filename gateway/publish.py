@@ -33,13 +33,16 @@ from storelink.mqtt import connect_properties, make_client
 from storelink.wire import (
     BEACONS_QOS,
     PRESENCE_QOS,
+    SIGHTINGS_QOS,
     STATUS_QOS,
     BeaconFleetReport,
     GatewayState,
     GatewayStatus,
+    PeerSightings,
     PresenceEvent,
     beacons_topic,
     presence_topic,
+    sightings_topic,
     status_topic,
 )
 
@@ -56,6 +59,8 @@ SEND_WINDOW = 16
 MAX_QUEUED_MESSAGES = 1_000
 SENDER_JOIN_S = 5.0
 SENDER_RETRY_S = 1.0
+# MQTT 5 PUBACK reason: the broker took the message but no subscription matched it.
+NO_MATCHING_SUBSCRIBERS = 16
 
 
 class MqttPublisher:
@@ -79,7 +84,8 @@ class MqttPublisher:
         self._beacons_topic = beacons_topic(settings.store_id, settings.gateway_id)
         # The latest beacon report; like the status, sent again on every connect.
         self._beacons: BeaconFleetReport | None = None
-        # topic -> (QoS, handler of the payload, called on paho's network thread).
+        self._sightings_topic = sightings_topic(settings.store_id, settings.gateway_id)
+        # topic filter -> (QoS, handler of the payload, called on paho's network thread).
         self._subscriptions: dict[str, tuple[int, Callable[[bytes], None]]] = {}
 
         # Shared between the caller's thread, the sender thread and paho's network thread.
@@ -88,8 +94,10 @@ class MqttPublisher:
         # Packet id -> outbox seq of the event it carries, or None for a status message.
         self._inflight: dict[int, int | None] = {}
         # PUBACKs that raced ahead of client.publish() returning the packet id: id -> refused.
-        self._early_acks: dict[int, bool] = {}
+        self._early_acks: dict[int, ReasonCode] = {}
         self._events_inflight = 0
+        # Packet ids of QoS 0 sightings handed to paho: nothing to wait for, nothing to resend.
+        self._volatile: set[int] = set()
         # Acknowledged events that the sender has yet to delete from the outbox.
         self._acked: list[int] = []
         # Highest seq handed to paho by this process; the sender continues above it.
@@ -99,6 +107,10 @@ class MqttPublisher:
         # After a reconnect paho first resends the events in flight; newer ones wait for them.
         self._resending = False
         self._stopping = False
+        # No sending before this (monotonic): the broker had no subscriber for an event.
+        self._paused_until = 0.0
+        # The oldest such event: the sender goes back to it.
+        self._resend_from: int | None = None
         self._sender = threading.Thread(target=self._send_loop, name="outbox-sender", daemon=True)
 
         client_id = f"storelink-{settings.store_id}-{settings.gateway_id}"
@@ -182,10 +194,27 @@ class MqttPublisher:
             return True
         return self._send_retained(self._beacons_topic, report.model_dump_json(), BEACONS_QOS)
 
+    def publish_sightings(self, sightings: PeerSightings) -> bool:
+        """Send the sightings summary for the store's other gateways, at most once: it is stale
+        a second later, so nothing is kept while the broker is unreachable."""
+        with self._lock:
+            connected = self._connected
+        if not connected:
+            return False
+        info = self._client.publish(
+            self._sightings_topic, sightings.model_dump_json(), qos=SIGHTINGS_QOS, retain=False
+        )
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return False
+        with self._lock:
+            if self._early_acks.pop(info.mid, None) is None:
+                self._volatile.add(info.mid)
+        return True
+
     def subscribe(self, topic: str, qos: int, handler: Callable[[bytes], None]) -> None:
-        """Receive the payloads published on ``topic`` (no wildcards), on every connect again
-        (so a retained message arrives after each reconnect). ``handler`` runs on paho's network
-        thread and must not block."""
+        """Receive the payloads published on ``topic`` (a topic filter: ``+`` and ``#`` match as
+        MQTT says), on every connect again (so a retained message arrives after each reconnect).
+        ``handler`` runs on paho's network thread and must not block."""
         with self._lock:
             self._subscriptions[topic] = (qos, handler)
             connected = self._connected
@@ -249,6 +278,7 @@ class MqttPublisher:
             and self._connected
             and not self._resending
             and self._events_inflight < SEND_WINDOW
+            and time.monotonic() >= self._paused_until
         )
 
     def _send_loop(self) -> None:
@@ -265,7 +295,9 @@ class MqttPublisher:
     def _send_some(self) -> None:
         """Delete what was acknowledged, then send what the window allows."""
         with self._lock:
-            self._lock.wait_for(lambda: self._stopping or bool(self._acked) or self._can_send())
+            while not (self._stopping or self._acked or self._can_send()):
+                # Woken by the end of a pause too, which no other thread signals.
+                self._lock.wait(max(self._paused_until - time.monotonic(), 0.0) or None)
             if self._stopping:
                 return
             acked, self._acked = self._acked, []
@@ -273,6 +305,9 @@ class MqttPublisher:
             if room:
                 # Cleared before reading, so that an append from now on sets it again.
                 self._pending = False
+                if self._resend_from is not None:
+                    self._sent_through = min(self._sent_through, self._resend_from - 1)
+                    self._resend_from = None
             after = self._sent_through
         self._delete(acked)
         if room:
@@ -316,13 +351,26 @@ class MqttPublisher:
             self._sent_through = seq
             # Not connected (MQTT_ERR_NO_CONN) still queues the message; paho sends it on reconnect.
             if info.mid in self._early_acks:
-                if self._early_acks.pop(info.mid):
-                    self._rejected += 1
-                self._acked.append(seq)
+                self._event_acknowledged(seq, self._early_acks.pop(info.mid))
             else:
                 self._inflight[info.mid] = seq
                 self._events_inflight += 1
         return True
+
+    def _event_acknowledged(self, seq: int, reason_code: ReasonCode) -> None:
+        """The broker's PUBACK for the event ``seq`` (call with the lock held)."""
+        if reason_code.value == NO_MATCHING_SUBSCRIBERS:
+            # Taken and dropped: nobody subscribed. A Mosquitto that restarted has lost the
+            # cloud's shared subscription (it does not restore those) until the cloud
+            # subscribes again: the event stays in the outbox and goes again, from it on,
+            # after a pause. Later events already delivered may go twice; the cloud drops those.
+            self._resend_from = min(self._resend_from or seq, seq)
+            self._paused_until = time.monotonic() + SENDER_RETRY_S
+            self._pending = True
+            return
+        if reason_code.is_failure:
+            self._rejected += 1
+        self._acked.append(seq)
 
     def _send_status(self, status: GatewayStatus) -> bool:
         return self._send_retained(self._status_topic, status.model_dump_json(), STATUS_QOS)
@@ -389,12 +437,23 @@ class MqttPublisher:
     ) -> None:
         with self._lock:
             self._connected = False
+            # paho drops unsent QoS 0 messages with the connection: no callback will come.
+            self._volatile.clear()
         if reason_code.is_failure:
             logger.warning("lost the MQTT broker (%s); reconnecting", reason_code)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         with self._lock:
             subscription = self._subscriptions.get(message.topic)
+            if subscription is None:
+                subscription = next(
+                    (
+                        handler
+                        for pattern, handler in self._subscriptions.items()
+                        if mqtt.topic_matches_sub(pattern, message.topic)
+                    ),
+                    None,
+                )
         if subscription is None:
             return
         try:
@@ -412,18 +471,19 @@ class MqttPublisher:
         properties: Properties,
     ) -> None:
         with self._lock:
+            if mid in self._volatile:
+                self._volatile.discard(mid)
+                return
             if reason_code.is_failure:
                 # Sending it again would hold every later event back behind it: it is dropped.
                 logger.error("the broker refused message %d: %s", mid, reason_code)
             if mid not in self._inflight:
-                self._early_acks[mid] = reason_code.is_failure
+                self._early_acks[mid] = reason_code
                 return
             seq = self._inflight.pop(mid)
-            if reason_code.is_failure and seq is not None:
-                self._rejected += 1
             if seq is not None:
                 self._events_inflight -= 1
-                self._acked.append(seq)
+                self._event_acknowledged(seq, reason_code)
                 if self._events_inflight == 0:
                     self._resending = False
             self._lock.notify_all()

@@ -66,6 +66,21 @@ def gateway_run(
         Path | None,
         typer.Option(help="Play back this file of `gateway record` (implies --scanner replay)."),
     ] = None,
+    scenario: Annotated[
+        str | None,
+        typer.Option(
+            help="Hear a simulated store: a shipped scenario or a YAML file (implies --scanner "
+            "sim); presence settings are the scenario gateway's, the broker the config's."
+        ),
+    ] = None,
+    gateway: Annotated[
+        str | None,
+        typer.Option(help="With --scenario: which of its gateways (default: its first)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="With --scenario: its seed.")] = 0,
+    speed: Annotated[
+        float, typer.Option(min=0.001, help="With --scenario: simulated time per real second.")
+    ] = 1.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Scan, decode, track presence and publish to MQTT until stopped (Ctrl-C or SIGTERM)."""
@@ -74,19 +89,30 @@ def gateway_run(
     from gateway.config import GatewaySettings
     from gateway.run import run_gateway
     from gateway.sources import scanner_source
-    from storelink.clock import SystemClock
+    from storelink.clock import Clock, SystemClock
 
     settings = GatewaySettings()
     if scanner is not None:
         settings = settings.model_copy(update={"scanner": scanner})
     if replay is not None:
         settings = settings.model_copy(update={"scanner": "replay", "replay_file": replay})
-    clock = SystemClock()
+    clock: Clock = SystemClock()
+    world = None
+    if scenario is not None:
+        from firmware_sim.live import live_gateway
+
+        if gateway is not None:
+            settings = settings.model_copy(update={"gateway_id": gateway})
+        try:
+            live = live_gateway(settings, scenario, seed=seed, speed=speed)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--scenario") from None
+        settings, clock, world = live.settings, live.clock, live.world
 
     async def main() -> None:
         stop = asyncio.Event()
         _stop_on_signals(stop)
-        backend, backend_kwargs = scanner_source(settings, clock)
+        backend, backend_kwargs = scanner_source(settings, clock, world)
         await run_gateway(
             settings, clock=clock, backend=backend, backend_kwargs=backend_kwargs, stop=stop
         )
@@ -320,6 +346,48 @@ def cloud_serve(
     import uvicorn
 
     uvicorn.run("cloud_api.app:create_app", factory=True, host=host, port=port)
+
+
+@cloud_app.command("mqtt-auth")
+def cloud_mqtt_auth(
+    out: Annotated[Path, typer.Option(help="Folder for the `passwd` and `acl` files.")],
+    config: ConfigOption = None,
+) -> None:
+    """Write Mosquitto's password file and ACL for the provisioned gateways and the cloud.
+
+    The cloud's own user and password are those of its mqtt_url (mqtt://user:password@host).
+    Point Mosquitto's password_file and acl_file at the two files and reload it (SIGHUP).
+    """
+    _use_config(config)
+    from cloud_api.config import CloudSettings
+    from cloud_api.db import make_engine, make_sessionmaker
+    from cloud_api.migrate import upgrade_database
+    from cloud_api.mqtt_auth import gateway_logins, write_mqtt_auth
+    from storelink.mqtt import BrokerAddress
+
+    settings = CloudSettings()
+    address = BrokerAddress.from_url(settings.mqtt_url)
+    if not address.username or not address.password:
+        raise typer.BadParameter(
+            "the cloud's mqtt_url has no user and password: set STORELINK_MQTT_URL to "
+            "mqtt://<user>:<password>@<host>:1883, the login the cloud will use",
+            param_hint="STORELINK_MQTT_URL",
+        )
+    upgrade_database(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            gateways = gateway_logins(session)
+    finally:
+        engine.dispose()
+    try:
+        passwd, acl = write_mqtt_auth(out, address.username, address.password, gateways)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--out") from None
+    typer.echo(
+        f"wrote {passwd} and {acl}: the cloud user {address.username!r} and "
+        f"{len(gateways)} gateway(s)"
+    )
 
 
 @app.command("demo")

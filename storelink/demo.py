@@ -3,7 +3,8 @@
 An embedded MQTT broker (or the one given), the cloud API on SQLite, a simulated store whose
 shoppers carry phones running the shopper app, and the real gateway pipeline scanning the
 simulated radio through bleak's scanner interface. A listener plays the shopper app's side and
-counts the offers that arrive on the shoppers' notification topics.
+counts the offers that arrive on the shoppers' notification topics. Four weeks of made-up
+history (``storelink.demo_history``) give the dashboard at /dashboard/ something to compare.
 """
 
 from __future__ import annotations
@@ -27,14 +28,20 @@ import paho.mqtt.client as mqtt
 import uvicorn
 
 from cloud_api.app import create_app
+from cloud_api.campaigns import DEMO_CAMPAIGNS_FILE
 from cloud_api.config import CloudSettings
+from cloud_api.deps import CloudContext
+from cloud_api.offer_policy import offer_policy
+from cloud_api.presence_service import PresenceService
 from cloud_api.signing import sign_body
 from firmware_sim.scanner import SimScanner
+from firmware_sim.scenario import load_scenario
 from firmware_sim.world import DEMO_STORE_BEACON_ID, demo_world
 from gateway.config import GatewaySettings
 from gateway.run import run_gateway
 from storelink.broker import EmbeddedBroker
 from storelink.clock import ScaledClock
+from storelink.demo_history import HistoryShape, seed_history
 from storelink.mqtt import make_client
 from storelink.settings import MqttProtocol, StorelinkSettings
 from storelink.wire import TOPIC_ROOT
@@ -43,6 +50,10 @@ log = logging.getLogger("storelink.demo")
 
 STORE_ID = "store-1"
 GATEWAY_ID = "gw-1"
+# The dashboard draws the demo store with the boutique scenario's floor plan and zones.
+FLOOR_PLAN = "boutique"
+HISTORY_ZONES = ("entrance", "racks", "fitting-rooms")
+DEMO_STAFF_EMAIL = "manager@demo.example"
 
 
 @dataclass(frozen=True)
@@ -160,9 +171,9 @@ class NotificationListener:
             with self._lock:
                 self.received.append(payload)
             log.info(
-                "shopper app %s: %s%% off, code %s",
+                "shopper app %s: %s, code %s",
                 payload.get("shopper_ref"),
-                payload.get("percent_off"),
+                payload.get("message"),
                 payload.get("offer_code"),
             )
 
@@ -240,6 +251,18 @@ async def _seed_store(api: httpx.AsyncClient, secret: str, now: datetime) -> lis
     return app_keys
 
 
+async def _dashboard_login(api: httpx.AsyncClient, admin: dict[str, str]) -> str:
+    """The demo store's floor plan and a store manager's account; returns their password."""
+    for zone in load_scenario(FLOOR_PLAN).floor.zones:
+        body = {"zone_id": zone.id, "name": zone.id, "polygon": zone.polygon}
+        created = await api.post(f"/v1/stores/{STORE_ID}/zones", json=body, headers=admin)
+        created.raise_for_status()
+    password = secrets.token_urlsafe(12)
+    account = {"email": DEMO_STAFF_EMAIL, "password": password, "store_ids": [STORE_ID]}
+    (await api.post("/v1/staff", json=account, headers=admin)).raise_for_status()
+    return password
+
+
 def _rounds(options: DemoOptions) -> int:
     if options.duration_s is None:
         return OPEN_ENDED_ROUNDS
@@ -284,16 +307,20 @@ async def run_demo(
 
         shared = StorelinkSettings(mqtt_url=broker_url, mqtt_protocol=protocol)
         secret = secrets.token_hex(16)
+        admin_token = secrets.token_urlsafe(24)
         cloud_settings = CloudSettings(
             mqtt_url=shared.mqtt_url,
             mqtt_protocol=shared.mqtt_protocol,
             app_uuid=shared.app_uuid,
             database_url=f"sqlite:///{database}",
             webhook_secret=secret,
+            admin_token=admin_token,
+            campaigns_file=DEMO_CAMPAIGNS_FILE,
         )
+        cloud_app = create_app(cloud_settings)
         server = _EmbeddedServer(
             uvicorn.Config(
-                create_app(cloud_settings),
+                cloud_app,
                 host=options.host,
                 port=options.port,
                 log_level="warning",
@@ -303,6 +330,13 @@ async def run_demo(
         await _wait_started(server, server_task)
         base_url = f"http://{options.host}:{options.port}"
         log.info("cloud API on %s (broker %s, database %s)", base_url, broker_url, database)
+        context: CloudContext = cloud_app.state.context
+        service = PresenceService(context.sessions, context.directory, offer_policy(cloud_settings))
+        shape = HistoryShape(STORE_ID, GATEWAY_ID, HISTORY_ZONES)
+        events = await asyncio.to_thread(
+            seed_history, service, context.sessions, shape, datetime.now(UTC)
+        )
+        log.info("seeded %d presence events of made-up history (4 weeks)", events)
 
         listener = NotificationListener(broker_url, protocol)
         listener.start()
@@ -310,6 +344,26 @@ async def run_demo(
 
         clock = ScaledClock(speed=options.speed)
         async with httpx.AsyncClient(base_url=base_url, timeout=10) as api:
+            admin = {"Authorization": f"Bearer {admin_token}"}
+            created = await api.post(
+                "/v1/stores",
+                json={
+                    "store_id": STORE_ID,
+                    "name": "Demo boutique",
+                    "store_beacons": [DEMO_STORE_BEACON_ID],
+                },
+                headers=admin,
+            )
+            created.raise_for_status()
+            password = await _dashboard_login(api, admin)
+            log.info(
+                "dashboard: %s/dashboard/ - log in as %s, password %s "
+                "(or log in with the admin token %s)",
+                base_url,
+                DEMO_STAFF_EMAIL,
+                password,
+                admin_token,
+            )
             app_keys = await _seed_store(api, secret, datetime.fromtimestamp(clock.now(), UTC))
             world = demo_world(
                 app_uuid=shared.app_uuid,
@@ -347,7 +401,7 @@ async def run_demo(
             await gateway_task
             # The gateway's last exits are on the wire; give the cloud a moment to commit them.
             await asyncio.sleep(1.0)
-            summary: dict[str, Any] = (await api.get("/v1/stats/summary")).json()
+            summary: dict[str, Any] = (await api.get("/v1/stats/summary", headers=admin)).json()
         summary["notifications_received"] = listener.count()
         summary["api"] = base_url
         server.should_exit = True

@@ -97,12 +97,25 @@ def beacons_topic(store_id: str, gateway_id: str) -> str:
     return f"{TOPIC_ROOT}/{store_id}/{gateway_id}/beacons"
 
 
+def sightings_topic(store_id: str, gateway_id: str) -> str:
+    """``PeerSightings``: what a gateway hears, for the other gateways of its store."""
+    return f"{TOPIC_ROOT}/{store_id}/{gateway_id}/sightings"
+
+
+def store_sightings_subscription(store_id: str) -> str:
+    """Every gateway's ``PeerSightings`` in one store."""
+    return f"{TOPIC_ROOT}/{store_id}/+/sightings"
+
+
 CONFIG_QOS = 1
 BEACONS_QOS = 1
+# Sightings are fresh every second and worthless a few seconds later: never queued or retried.
+SIGHTINGS_QOS = 0
 
 
 PRESENCE_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/presence"
 STATUS_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/status"
+BEACONS_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/beacons"
 
 
 def parse_gateway_topic(topic: str) -> tuple[str, str, str]:
@@ -189,6 +202,12 @@ class GatewayStatus(_Message):
     )
     scanner_restarts: int = Field(
         default=0, ge=0, description="times the watchdog restarted a silent scanner since start"
+    )
+    passers_by: int = Field(
+        default=0,
+        ge=0,
+        description="devices heard since start that never came into a zone: people passing the "
+        "window, for the capture rate",
     )
     config_version: int | None = Field(
         default=None, ge=0, description="version of the remote GatewayConfig in use; null: none"
@@ -303,6 +322,15 @@ class GatewayConfig(_Message):
         repr=False,
         description="IRKs of consenting shoppers' wearables, keyed by the ref published for them",
     )
+    arbitration_margin_db: float | None = Field(
+        default=None,
+        ge=0,
+        le=40,
+        description="dB louder another gateway must hear a subject to take it over",
+    )
+    arbitration_hold_s: float | None = Field(
+        default=None, ge=0, le=600, description="for how long, without a break"
+    )
 
     @model_validator(mode="after")
     def _unique_zones(self) -> GatewayConfig:
@@ -338,6 +366,31 @@ class BeaconFleetReport(_Message):
     beacons: tuple[BeaconHealth, ...]
 
 
+# --- sightings shared between the gateways of a store -------------------------------------------
+
+MAX_SIGHTINGS = 10_000
+
+
+class Sighting(_Message):
+    subject: Subject
+    rssi: float = Field(ge=-127, le=20, description="smoothed RSSI in dBm")
+    age_s: float = Field(
+        ge=0, description="seconds between the last advert heard and the summary's ts"
+    )
+
+
+class PeerSightings(_Message):
+    """Published about once a second on the sightings topic (not retained, QoS 0): the subjects
+    a gateway heard since its previous summary, so that the store's gateways agree which of them
+    hears each subject best (``gateway.arbitrate``). Subjects are the pseudonymous refs of
+    presence events, never addresses."""
+
+    store_id: Identifier
+    gateway_id: Identifier
+    ts: UtcDatetime
+    sightings: tuple[Sighting, ...] = Field(max_length=MAX_SIGHTINGS)
+
+
 # --- notifications to the shopper app ----------------------------------------------------------
 
 
@@ -356,7 +409,12 @@ class OfferNotification(_Message):
     shopper_ref: Identifier
     store_id: Identifier
     offer_code: str
-    percent_off: Decimal = Field(gt=0, le=100)
+    # The reward: a percentage or an amount off (the items listed, or the whole purchase if none).
+    percent_off: Decimal | None = Field(default=None, gt=0, le=100)
+    amount_off: Decimal | None = Field(default=None, gt=0)
+    min_spend: Decimal | None = Field(default=None, ge=0)
+    online: bool = False
+    campaign_id: str | None = None
     items: tuple[OfferItem, ...]
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
     expires_at: UtcDatetime

@@ -14,11 +14,11 @@ import sys
 import time
 from collections.abc import Sequence
 
-from cloud_api.app import offer_policy
 from cloud_api.config import CloudSettings
 from cloud_api.db import make_engine, make_sessionmaker
 from cloud_api.directory import ShopperDirectory
 from cloud_api.ingest import PresenceConsumer, Received
+from cloud_api.offer_policy import offer_policy
 from cloud_api.presence_service import PresenceService
 
 

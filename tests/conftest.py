@@ -7,13 +7,27 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.services import Mosquitto, Postgres, running_mosquitto, running_postgres
+from tests.services import (
+    Influxd,
+    Mosquitto,
+    Postgres,
+    running_influxd,
+    running_mosquitto,
+    running_postgres,
+)
 
 
 @pytest.fixture
 def mosquitto() -> Iterator[Mosquitto]:
     with running_mosquitto() as broker:
         yield broker
+
+
+@pytest.fixture
+def influxd() -> Iterator[Influxd]:
+    """A real InfluxDB 1.x server of the test's own, which the test may stop and restart."""
+    with running_influxd() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,10 @@ from storelink.wire import GatewayStatus, PresenceEvent
 
 T = TypeVar("T")
 
+# The cloud's admin token in tests: CloudSettings(..., admin_token=ADMIN_TOKEN).
+ADMIN_TOKEN = "test-admin-token"
+ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
 
 def wait_for(condition: Callable[[], T], timeout_s: float = 15.0, what: str = "") -> T:
     """Poll ``condition`` until it returns something truthy; fail after ``timeout_s``."""

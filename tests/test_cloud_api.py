@@ -15,15 +15,18 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from cloud_api.app import create_app, offer_policy
+from cloud_api.app import create_app
 from cloud_api.config import CloudSettings
 from cloud_api.deps import CloudContext
 from cloud_api.models import Base, Cart, Shopper
+from cloud_api.offer_policy import offer_policy
 from cloud_api.presence_service import PresenceOutcome, PresenceService
 from cloud_api.resolve import shopper_token_ref
 from cloud_api.signing import sign_body
 from storelink.tokens import token_window
 from storelink.wire import PresenceEvent, PresenceKind, Subject, SubjectType, notification_topic
+from tests.helpers import ADMIN_HEADERS, ADMIN_TOKEN
+from tests.shopper_app import App
 
 SECRET = "api-test-secret"
 CONSENT = {"personal_offers": True, "footfall_analytics": True}
@@ -46,7 +49,11 @@ class Cloud:
 
 def running_cloud(database_url: str, **overrides: Any) -> Iterator[Cloud]:
     settings = CloudSettings(
-        database_url=database_url, mqtt_enabled=False, webhook_secret=SECRET, **overrides
+        database_url=database_url,
+        mqtt_enabled=False,
+        webhook_secret=SECRET,
+        admin_token=ADMIN_TOKEN,
+        **overrides,
     )
     app = create_app(settings)
     with TestClient(app) as client:
@@ -204,9 +211,12 @@ def test_consent_can_be_withdrawn(cloud: Cloud) -> None:
     shopper = register(cloud.client)
     ts = datetime.now(UTC)
     post_signed(cloud.client, cart_body(shopper["shopper_id"], ts - timedelta(hours=3)))
-    response = cloud.client.put(
+    app = App(shopper["shopper_id"], bytes.fromhex(shopper["app_key"]))
+    response = app.request(
+        cloud.client,
+        "PUT",
         f"/v1/shoppers/{shopper['shopper_id']}/consent",
-        json={
+        {
             "consent": {"personal_offers": False, "footfall_analytics": False},
             "consent_text_version": "2030-02",
         },
@@ -218,7 +228,9 @@ def test_consent_can_be_withdrawn(cloud: Cloud) -> None:
     outcome = walk_in(cloud, shopper, ts)
     assert outcome.shopper_id is None
     assert outcome.notification is None
-    visits = cloud.client.get("/v1/visits", params={"store_id": "store-1"}).json()
+    visits = cloud.client.get(
+        "/v1/visits", params={"store_id": "store-1"}, headers=ADMIN_HEADERS
+    ).json()["items"]
     assert [v["shopper_id"] for v in visits] == [None]
 
 
@@ -336,7 +348,7 @@ def test_signed_but_invalid_cart_is_422(cloud: Cloud, changes: dict[str, Any]) -
     response = post_signed(cloud.client, json.dumps(body).encode())
     assert response.status_code == 422, response.text
     field = next(iter(changes))
-    assert any(error["loc"][:2] == ["body", field] for error in response.json()["detail"])
+    assert any(error["loc"][:2] == ["body", field] for error in response.json()["errors"])
     assert cloud.count(Cart) == 0
 
 
@@ -345,17 +357,20 @@ def test_signed_but_invalid_cart_is_422(cloud: Cloud, changes: dict[str, Any]) -
 
 def test_an_offer_redeems_once(cloud: Cloud) -> None:
     code = offer_for(cloud, datetime.now(UTC))
-    first = cloud.client.post(f"/v1/offers/{code}/redeem")
+    first = cloud.client.post(f"/v1/offers/{code}/redeem", headers=ADMIN_HEADERS)
     assert first.status_code == 200, first.text
     assert first.json()["code"] == code
     assert first.json()["redeemed_at"] is not None
 
-    second = cloud.client.post(f"/v1/offers/{code}/redeem")
+    second = cloud.client.post(f"/v1/offers/{code}/redeem", headers=ADMIN_HEADERS)
     assert second.status_code == 409
     assert "already redeemed" in second.json()["detail"]
     # As typed at a till: lower case, no dashes. Still the same code, still redeemed.
     assert (
-        cloud.client.post(f"/v1/offers/{code.lower().replace('-', '')}/redeem").status_code == 409
+        cloud.client.post(
+            f"/v1/offers/{code.lower().replace('-', '')}/redeem", headers=ADMIN_HEADERS
+        ).status_code
+        == 409
     )
 
 
@@ -363,7 +378,14 @@ def test_concurrent_redemptions_of_one_code_succeed_once(cloud: Cloud) -> None:
     code = offer_for(cloud, datetime.now(UTC))
     with ThreadPoolExecutor(max_workers=8) as pool:
         statuses = list(
-            pool.map(lambda _: cloud.client.post(f"/v1/offers/{code}/redeem").status_code, range(8))
+            pool.map(
+                lambda _: (
+                    cloud.client.post(
+                        f"/v1/offers/{code}/redeem", headers=ADMIN_HEADERS
+                    ).status_code
+                ),
+                range(8),
+            )
         )
     assert sorted(statuses) == [200] + [409] * 7
 
@@ -371,14 +393,14 @@ def test_concurrent_redemptions_of_one_code_succeed_once(cloud: Cloud) -> None:
 def test_an_expired_offer_is_gone(cloud: Cloud) -> None:
     # Walked in three hours ago; the offer lived two.
     code = offer_for(cloud, datetime.now(UTC) - timedelta(hours=3))
-    response = cloud.client.post(f"/v1/offers/{code}/redeem")
+    response = cloud.client.post(f"/v1/offers/{code}/redeem", headers=ADMIN_HEADERS)
     assert response.status_code == 410
     assert "expired" in response.json()["detail"]
 
 
 @pytest.mark.parametrize("code", ["SL-0000-0000-0000-0000", "not-a-code"])
 def test_an_unknown_code_is_404(cloud: Cloud, code: str) -> None:
-    assert cloud.client.post(f"/v1/offers/{code}/redeem").status_code == 404
+    assert cloud.client.post(f"/v1/offers/{code}/redeem", headers=ADMIN_HEADERS).status_code == 404
 
 
 def test_offers_and_visits_are_listed_newest_first(cloud: Cloud) -> None:
@@ -391,28 +413,45 @@ def test_offers_and_visits_are_listed_newest_first(cloud: Cloud) -> None:
     walk_in(cloud, shopper, now - timedelta(hours=30))
     walk_in(cloud, shopper, now - timedelta(hours=2))
 
-    offers = cloud.client.get("/v1/offers", params={"shopper_id": shopper_id}).json()
+    offers = cloud.client.get(
+        "/v1/offers", params={"shopper_id": shopper_id}, headers=ADMIN_HEADERS
+    ).json()["items"]
     assert [o["cart_id"] for o in offers] == ["cart-2", "cart-1"]
     assert Decimal(offers[0]["percent_off"]) == Decimal("10")
     assert offers[0]["items"][0]["sku"] == "SHOE-042"
     assert offers[0]["visit_id"] is not None
-    limited = cloud.client.get("/v1/offers", params={"shopper_id": shopper_id, "limit": 1}).json()
-    assert [o["cart_id"] for o in limited] == ["cart-2"]
-    assert cloud.client.get("/v1/offers", params={"shopper_id": "shp_other"}).json() == []
+    limited = cloud.client.get(
+        "/v1/offers", params={"shopper_id": shopper_id, "limit": 1}, headers=ADMIN_HEADERS
+    ).json()
+    assert [o["cart_id"] for o in limited["items"]] == ["cart-2"]
+    rest = cloud.client.get(
+        "/v1/offers",
+        params={"shopper_id": shopper_id, "limit": 1, "cursor": limited["next_cursor"]},
+        headers=ADMIN_HEADERS,
+    ).json()
+    assert [o["cart_id"] for o in rest["items"]] == ["cart-1"] and rest["next_cursor"] is None
+    other = cloud.client.get(
+        "/v1/offers", params={"shopper_id": "shp_other"}, headers=ADMIN_HEADERS
+    )
+    assert other.json() == {"items": [], "next_cursor": None}
 
-    visits = cloud.client.get("/v1/visits", params={"store_id": "store-1"}).json()
+    visits = cloud.client.get(
+        "/v1/visits", params={"store_id": "store-1"}, headers=ADMIN_HEADERS
+    ).json()["items"]
     assert len(visits) == 2
     assert visits[0]["started_at"] > visits[1]["started_at"]
     assert {v["shopper_id"] for v in visits} == {shopper_id}
     assert visits[0]["zones"] == ["entrance"]
     assert (
-        cloud.client.get("/v1/visits", params={"store_id": "store-1", "limit": 0}).status_code
+        cloud.client.get(
+            "/v1/visits", params={"store_id": "store-1", "limit": 0}, headers=ADMIN_HEADERS
+        ).status_code
         == 422
     )
 
 
 def test_stats_summary_counts_what_is_stored(cloud: Cloud) -> None:
-    assert cloud.client.get("/v1/stats/summary").json() == {
+    assert cloud.client.get("/v1/stats/summary", headers=ADMIN_HEADERS).json() == {
         "visits": 0,
         "offers": 0,
         "notifications": 0,
@@ -420,7 +459,7 @@ def test_stats_summary_counts_what_is_stored(cloud: Cloud) -> None:
         "invalid_payloads": 0,
     }
     offer_for(cloud, datetime.now(UTC))
-    assert cloud.client.get("/v1/stats/summary").json() == {
+    assert cloud.client.get("/v1/stats/summary", headers=ADMIN_HEADERS).json() == {
         "visits": 1,
         "offers": 1,
         "notifications": 1,

@@ -40,7 +40,7 @@ from storelink.wire import (
     presence_topic,
     status_topic,
 )
-from tests.helpers import MqttRecorder, wait_for
+from tests.helpers import ADMIN_HEADERS, ADMIN_TOKEN, MqttRecorder, wait_for
 from tests.services import Mosquitto, mosquitto_binary
 from tests.test_cloud_api import SECRET, cart_body, post_signed, register
 
@@ -70,13 +70,14 @@ def settings_for(url: str, tmp_path: Path) -> CloudSettings:
         mqtt_protocol="5",
         database_url=f"sqlite:///{tmp_path / 'cloud.db'}",
         webhook_secret=SECRET,
+        admin_token=ADMIN_TOKEN,
     )
 
 
 @pytest.fixture
 def cloud(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[Cloud]:
     app = create_app(settings_for(mosquitto.url, tmp_path))
-    with TestClient(app) as client:
+    with TestClient(app, headers=ADMIN_HEADERS) as client:
         cloud = Cloud(app, client)
         assert cloud.consumer.wait_until_subscribed(10), "the consumer never subscribed"
         yield cloud
@@ -140,11 +141,11 @@ def test_an_abandoned_cart_shopper_walking_in_is_sent_an_offer(
     send(mosquitto.url, enter(Subject(type=SubjectType.APP, ref=ref), now))
 
     offers = wait_for(
-        lambda: cloud.client.get("/v1/offers", params={"shopper_id": shopper_id}).json()
+        lambda: cloud.client.get("/v1/offers", params={"shopper_id": shopper_id}).json()["items"]
     )
     assert len(offers) == 1
     assert offers[0]["cart_id"] == "cart-1"
-    visits = cloud.client.get("/v1/visits", params={"store_id": "store-1"}).json()
+    visits = cloud.client.get("/v1/visits", params={"store_id": "store-1"}).json()["items"]
     assert [(v["shopper_id"], v["subject_type"]) for v in visits] == [(shopper_id, "app")]
     assert offers[0]["visit_id"] == visits[0]["id"]
 
@@ -229,7 +230,7 @@ def test_a_visit_is_stitched_from_enter_dwell_and_exit(cloud: Cloud, mosquitto: 
         enter(ANONYMOUS, t0 + timedelta(seconds=90), kind=PresenceKind.EXIT, dwell_s=90.0),
     )
     wait_for(lambda: cloud.consumer.counters.presence_events == 3)
-    (visit,) = cloud.client.get("/v1/visits", params={"store_id": "store-1"}).json()
+    (visit,) = cloud.client.get("/v1/visits", params={"store_id": "store-1"}).json()["items"]
     assert visit["subject_type"] == "anonymous"
     assert visit["shopper_id"] is None
     assert visit["dwell_s"] == 90
@@ -309,7 +310,7 @@ def test_the_app_starts_without_a_broker_and_consumes_once_one_is_up(tmp_path: P
     port = free_port()
     url = f"mqtt://127.0.0.1:{port}"
     app = create_app(settings_for(url, tmp_path))
-    with TestClient(app) as client:
+    with TestClient(app, headers=ADMIN_HEADERS) as client:
         cloud = Cloud(app, client)
         assert client.get("/healthz").json()["mqtt"] == "disconnected"
         assert register(client)["shopper_id"]

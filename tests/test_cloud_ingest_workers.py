@@ -22,13 +22,14 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from cloud_api.app import create_app, offer_policy
+from cloud_api.app import create_app
 from cloud_api.config import CloudSettings
 from cloud_api.db import make_engine, make_sessionmaker
 from cloud_api.directory import ShopperDirectory
 from cloud_api.ingest import PresenceConsumer, presence_subscription
 from cloud_api.migrate import upgrade_database
 from cloud_api.models import PresenceEventRow, Visit
+from cloud_api.offer_policy import offer_policy
 from cloud_api.presence_service import PresenceService
 from storelink.mqtt import make_client
 from storelink.wire import (
@@ -39,7 +40,7 @@ from storelink.wire import (
     SubjectType,
     presence_topic,
 )
-from tests.helpers import wait_for
+from tests.helpers import ADMIN_HEADERS, ADMIN_TOKEN, wait_for
 from tests.services import Mosquitto, running_mosquitto
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,6 +152,7 @@ def app_worker(mqtt_url: str, database_url: str, client_id: str) -> FastAPI:
             mqtt_protocol="5",
             database_url=database_url,
             mqtt_client_id=client_id,
+            admin_token=ADMIN_TOKEN,
         )
     )
 
@@ -161,7 +163,10 @@ def test_two_workers_split_the_events_and_store_each_exactly_once(
     events = walks(300, datetime.now(UTC) - timedelta(minutes=10))
     app_a = app_worker(broker.url, database_url, "worker-a")
     app_b = app_worker(broker.url, database_url, "worker-b")
-    with TestClient(app_a) as client_a, TestClient(app_b) as client_b:
+    with (
+        TestClient(app_a, headers=ADMIN_HEADERS) as client_a,
+        TestClient(app_b, headers=ADMIN_HEADERS) as client_b,
+    ):
         a: PresenceConsumer = app_a.state.consumer
         b: PresenceConsumer = app_b.state.consumer
         assert a.wait_until_subscribed(10) and b.wait_until_subscribed(10)

@@ -27,6 +27,7 @@ from cloud_api.migrate import (
     upgrade_database,
 )
 from cloud_api.models import Base, Shopper
+from tests.helpers import ADMIN_HEADERS, ADMIN_TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -136,8 +137,8 @@ def test_a_database_made_without_migrations_is_refused(database_url: str) -> Non
 
 def test_the_app_migrates_its_database_when_it_starts(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
-    app = create_app(CloudSettings(database_url=url, mqtt_enabled=False))
-    with TestClient(app) as client:
+    app = create_app(CloudSettings(database_url=url, mqtt_enabled=False, admin_token=ADMIN_TOKEN))
+    with TestClient(app, headers=ADMIN_HEADERS) as client:
         assert client.get("/healthz").json()["database"] == "ok"
         assert client.get("/v1/stats/summary").json()["presence_events"] == 0
     assert snapshot(url)["revision"] == head_revision()

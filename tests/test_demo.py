@@ -41,6 +41,8 @@ def test_demo_command_prints_a_summary_with_offers(tmp_path: Path) -> None:
     assert summary["invalid_payloads"] == 0
     assert summary["api"] == f"http://127.0.0.1:{port}"
     assert (tmp_path / "storelink-demo.db").is_file()
+    # The dashboard's login: the demo makes an admin token and says what it is.
+    assert "log in with the admin token" in result.stderr
 
 
 def test_cli_prints_byte_exact_ibeacon_and_app_token() -> None:

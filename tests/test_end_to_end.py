@@ -32,7 +32,7 @@ from storelink.wire import (
     contains_mac_address,
     notification_topic,
 )
-from tests.helpers import MqttRecorder, wait_for
+from tests.helpers import ADMIN_HEADERS, ADMIN_TOKEN, MqttRecorder, wait_for
 from tests.services import Mosquitto
 
 SECRET = "e2e-webhook-secret"
@@ -139,6 +139,7 @@ def test_abandoned_cart_shopper_walks_in_and_receives_an_offer(
         database_url=f"sqlite:///{tmp_path / 'cloud.db'}",
         webhook_secret=SECRET,
         cart_abandon_after_s=3600,
+        admin_token=ADMIN_TOKEN,
     )
     with TestClient(create_app(settings)) as client:
         abandoned = register(client)
@@ -153,12 +154,16 @@ def test_abandoned_cart_shopper_walks_in_and_receives_an_offer(
         run_simulated_store(mosquitto.url, keys, sim_seconds=60, outbox=tmp_path / "outbox.db")
 
         offers = wait_for(
-            lambda: client.get("/v1/offers", params={"shopper_id": abandoned["shopper_id"]}).json()
+            lambda: client.get(
+                "/v1/offers", params={"shopper_id": abandoned["shopper_id"]}, headers=ADMIN_HEADERS
+            ).json()["items"]
         )
         assert len(offers) == 1
         assert offers[0]["store_id"] == "store-1"
         for other in (fresh, no_offers):
-            listed = client.get("/v1/offers", params={"shopper_id": other["shopper_id"]}).json()
+            listed = client.get(
+                "/v1/offers", params={"shopper_id": other["shopper_id"]}, headers=ADMIN_HEADERS
+            ).json()["items"]
             assert listed == [], f"{other['shopper_id']} must not get an offer"
 
         topic = notification_topic(abandoned["shopper_id"])
@@ -167,7 +172,9 @@ def test_abandoned_cart_shopper_walks_in_and_receives_an_offer(
         assert notification.offer_code == offers[0]["code"]
         assert [item.sku for item in notification.items] == ["SHOE-042"]
 
-        visits = client.get("/v1/visits", params={"store_id": "store-1"}).json()
+        visits = client.get(
+            "/v1/visits", params={"store_id": "store-1"}, headers=ADMIN_HEADERS
+        ).json()["items"]
         resolved = {v["shopper_id"] for v in visits if v["shopper_id"]}
         assert {abandoned["shopper_id"], fresh["shopper_id"], no_offers["shopper_id"]} <= resolved
         assert any(v["subject_type"] == "anonymous" for v in visits)

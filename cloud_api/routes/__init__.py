@@ -4,10 +4,41 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from cloud_api.routes import gateways, health, offers, shoppers, stats, visits, webhooks
+from cloud_api.routes import (
+    accounts,
+    campaigns,
+    checkins,
+    commerce,
+    engagement,
+    footfall,
+    gateways,
+    health,
+    notifications,
+    offers,
+    shoppers,
+    stats,
+    stores,
+    visits,
+    webhooks,
+)
 
 api_router = APIRouter(prefix="/v1")
-for module in (shoppers, webhooks, offers, visits, gateways, stats):
+for module in (
+    shoppers,
+    webhooks,
+    offers,
+    visits,
+    gateways,
+    stats,
+    footfall,
+    checkins,
+    commerce,
+    accounts,
+    stores,
+    campaigns,
+    notifications,
+    engagement,
+):
     api_router.include_router(module.router)
 
 health_router = health.router

@@ -45,5 +45,6 @@ def metrics(request: Request, consumer: ConsumerDep) -> Response:
     """Prometheus text format: the ingest's counters and its broker connection."""
     registry = getattr(request.app.state, "metrics_registry", None)
     if registry is None:
-        registry = request.app.state.metrics_registry = metrics_registry(consumer)
+        writer = getattr(request.app.state, "timeseries", None)
+        registry = request.app.state.metrics_registry = metrics_registry(consumer, writer)
     return Response(render(registry), media_type=CONTENT_TYPE_LATEST)

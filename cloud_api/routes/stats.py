@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from fastapi import APIRouter
 
+from cloud_api.auth import AdminDep
 from cloud_api.deps import ConsumerDep, SessionDep
 from cloud_api.models import Base, Notification, Offer, PresenceEventRow, Visit
 from cloud_api.schemas import StatsSummary
@@ -17,8 +18,9 @@ def _count(session: SessionDep, model: type[Base]) -> int:
 
 
 @router.get("/summary")
-def summary(session: SessionDep, consumer: ConsumerDep) -> StatsSummary:
-    """Counts from the database, and the refused messages counted by this process's consumer."""
+def summary(_admin: AdminDep, session: SessionDep, consumer: ConsumerDep) -> StatsSummary:
+    """Counts from the database, and the refused messages counted by this process's consumer:
+    the whole chain's, so for the admin only."""
     return StatsSummary(
         visits=_count(session, Visit),
         offers=_count(session, Offer),

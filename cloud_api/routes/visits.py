@@ -5,19 +5,32 @@ from __future__ import annotations
 import sqlalchemy as sa
 from fastapi import APIRouter
 
-from cloud_api.deps import Limit, SessionDep
+from cloud_api.auth import StoreStaffDep
+from cloud_api.deps import SessionDep
 from cloud_api.models import Visit
+from cloud_api.pagination import Cursor, PageLimit, paginate
 from cloud_api.schemas import VisitOut
+from cloud_api.store_schemas import Page
 
 router = APIRouter(prefix="/visits", tags=["visits"])
 
 
 @router.get("")
-def list_visits(store_id: str, session: SessionDep, limit: Limit = 100) -> list[VisitOut]:
-    visits = session.scalars(
-        sa.select(Visit)
-        .where(Visit.store_id == store_id)
-        .order_by(Visit.started_at.desc(), Visit.id.desc())
-        .limit(limit)
+def list_visits(
+    store_id: str,
+    _caller: StoreStaffDep,
+    session: SessionDep,
+    limit: PageLimit = 100,
+    cursor: Cursor = None,
+) -> Page[VisitOut]:
+    """The store's visits, newest first."""
+    visits, next_cursor = paginate(
+        session,
+        sa.select(Visit).where(Visit.store_id == store_id),
+        [(Visit.started_at, "desc"), (Visit.id, "desc")],
+        limit,
+        cursor,
     )
-    return [VisitOut.model_validate(visit) for visit in visits]
+    return Page[VisitOut](
+        items=[VisitOut.model_validate(visit) for visit in visits], next_cursor=next_cursor
+    )
