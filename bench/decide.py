@@ -1,11 +1,11 @@
 """How long the campaign decision takes for one presence event, in process. Prints JSON lines.
 
-The decision is the pure ``cloud_api.decide.decide``: a shopper with three carts (one abandoned,
-one ordered, one still being shopped), a week of past offers and four visits, evaluated against
-the demo's three campaigns, then against those plus seven more (enter, dwell and visit-count
-triggers, cart age and value windows, zone categories, segments, caps, quiet hours, budgets,
-holdouts), every check of every campaign evaluated and explained. Printed: wall-clock p50 and
-p99 per decision, and the CPU time per decision, which other load on the machine does not
+The decision is the pure ``cloud_api.match.decide.decide``: a shopper with three carts (one
+abandoned, one ordered, one still being shopped), a week of past offers and four visits, evaluated
+against the demo's three campaigns, then against those plus seven more (enter, dwell and
+visit-count triggers, cart age and value windows, zone categories, segments, caps, quiet hours,
+budgets, holdouts), every check of every campaign evaluated and explained. Printed: wall-clock p50
+and p99 per decision, and the CPU time per decision, which other load on the machine does not
 inflate. Target: under 1 ms.
 
 Run with ``.venv/bin/python bench/decide.py [--events N]``.
@@ -22,12 +22,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from cloud_api.campaigns import CampaignSpec, load_campaign_file
-from cloud_api.decide import CartFacts, CartLine, Moment, PastDecision, ShopperFacts, decide
-from cloud_api.loyalty import Segment
+from cloud_api.match.campaigns import CampaignSpec, load_campaign_file
+from cloud_api.match.decide import CartFacts, CartLine, Moment, PastDecision, ShopperFacts, decide
+from cloud_api.shoppers.loyalty import Segment
 from storelink.wire import PresenceKind
 
-DEMO_CAMPAIGNS = Path(__file__).resolve().parent.parent / "cloud_api" / "demo_campaigns.yaml"
+DEMO_CAMPAIGNS = (
+    Path(__file__).resolve().parent.parent / "cloud_api" / "match" / "demo_campaigns.yaml"
+)
 START = datetime(2031, 3, 14, 9, 0, tzinfo=UTC)
 ZONES = ("entrance", "racks", "fitting-rooms", "shoes", "tills")
 

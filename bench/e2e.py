@@ -38,7 +38,7 @@ from fastapi.testclient import TestClient
 
 from cloud_api.app import create_app
 from cloud_api.config import CloudSettings
-from cloud_api.models import Offer
+from cloud_api.store.models import Offer
 from firmware_sim.scanner import SimScanner
 from firmware_sim.world import DEMO_STORE_BEACON_ID, demo_world
 from gateway.config import GatewaySettings

@@ -25,9 +25,9 @@ from fastapi.testclient import TestClient
 from cloud_api.app import create_app
 from cloud_api.config import CloudSettings
 from cloud_api.deps import CloudContext
-from cloud_api.models import Visit
-from cloud_api.offer_policy import offer_policy
-from cloud_api.presence_service import PresenceService
+from cloud_api.ingest.presence_service import PresenceService
+from cloud_api.match.offer_policy import offer_policy
+from cloud_api.store.models import Visit
 from storelink.demo_history import HistoryShape, seed_history
 
 TOKEN = "bench-admin-token"

@@ -61,16 +61,16 @@ if str(_ROOT) not in sys.path:
 
 import sqlalchemy as sa
 
-from cloud_api.codes import new_app_key
 from cloud_api.config import CloudSettings
-from cloud_api.db import make_engine, make_sessionmaker
-from cloud_api.directory import ShopperDirectory
-from cloud_api.ingest import CommittedBatch, PresenceConsumer
-from cloud_api.migrate import upgrade_database
-from cloud_api.models import Cart, Offer, PresenceEventRow, Shopper, Visit
-from cloud_api.offer_policy import offer_policy
-from cloud_api.presence_service import PresenceService
-from cloud_api.resolve import shopper_token_ref
+from cloud_api.ingest.consumer import CommittedBatch, PresenceConsumer
+from cloud_api.ingest.directory import ShopperDirectory
+from cloud_api.ingest.presence_service import PresenceService
+from cloud_api.ingest.resolve import shopper_token_ref
+from cloud_api.match.offer_policy import offer_policy
+from cloud_api.offers.codes import new_app_key
+from cloud_api.store.db import make_engine, make_sessionmaker
+from cloud_api.store.migrate import upgrade_database
+from cloud_api.store.models import Cart, Offer, PresenceEventRow, Shopper, Visit
 from storelink.broker import free_port, wait_for_port
 from storelink.mqtt import make_client
 from storelink.tokens import token_window

@@ -33,9 +33,9 @@ if str(_ROOT) not in sys.path:
 
 import sqlalchemy as sa
 
-from cloud_api.db import make_engine, make_sessionmaker
-from cloud_api.migrate import upgrade_database
-from cloud_api.models import TimeSeriesPoint
+from cloud_api.store.db import make_engine, make_sessionmaker
+from cloud_api.store.migrate import upgrade_database
+from cloud_api.store.models import TimeSeriesPoint
 from cloud_api.timeseries.buffer import DiskBuffer
 from cloud_api.timeseries.points import PresenceFact
 from cloud_api.timeseries.query import InfluxQL

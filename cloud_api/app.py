@@ -9,19 +9,19 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from cloud_api.api.problems import install_problem_handlers
 from cloud_api.config import CloudSettings
-from cloud_api.dashboard_files import mount_dashboard
-from cloud_api.db import make_engine, make_sessionmaker
 from cloud_api.deps import CloudContext
-from cloud_api.directory import ShopperDirectory
-from cloud_api.engagement import load_campaigns_file, outbox_sender
-from cloud_api.ingest import PresenceConsumer
-from cloud_api.migrate import upgrade_database
-from cloud_api.offer_policy import offer_policy
-from cloud_api.presence_service import PresenceService
-from cloud_api.problems import install_problem_handlers
+from cloud_api.fleet.startup_configs import republish_gateway_configs
+from cloud_api.ingest.consumer import PresenceConsumer
+from cloud_api.ingest.directory import ShopperDirectory
+from cloud_api.ingest.presence_service import PresenceService
+from cloud_api.match.engagement import load_campaigns_file, outbox_sender
+from cloud_api.match.offer_policy import offer_policy
 from cloud_api.routes import api_router, health_router
-from cloud_api.startup_configs import republish_gateway_configs
+from cloud_api.routes.dashboard import mount_dashboard
+from cloud_api.store.db import make_engine, make_sessionmaker
+from cloud_api.store.migrate import upgrade_database
 from cloud_api.timeseries.writer import writer_from_settings
 from storelink import __version__
 

@@ -10,8 +10,8 @@ from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud_api.config import CloudSettings
-from cloud_api.directory import ShopperDirectory
-from cloud_api.ingest import PresenceConsumer
+from cloud_api.ingest.consumer import PresenceConsumer
+from cloud_api.ingest.directory import ShopperDirectory
 
 
 @dataclass(frozen=True)

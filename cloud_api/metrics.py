@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from cloud_api.ingest import IngestCounters, PresenceConsumer
+from cloud_api.ingest.consumer import IngestCounters, PresenceConsumer
 from cloud_api.timeseries.writer import TimeSeriesCounters, TimeSeriesWriter
 
 PREFIX = "storelink_ingest"

@@ -360,9 +360,9 @@ def cloud_mqtt_auth(
     """
     _use_config(config)
     from cloud_api.config import CloudSettings
-    from cloud_api.db import make_engine, make_sessionmaker
-    from cloud_api.migrate import upgrade_database
-    from cloud_api.mqtt_auth import gateway_logins, write_mqtt_auth
+    from cloud_api.fleet.mqtt_auth import gateway_logins, write_mqtt_auth
+    from cloud_api.store.db import make_engine, make_sessionmaker
+    from cloud_api.store.migrate import upgrade_database
     from storelink.mqtt import BrokerAddress
 
     settings = CloudSettings()

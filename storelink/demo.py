@@ -28,12 +28,12 @@ import paho.mqtt.client as mqtt
 import uvicorn
 
 from cloud_api.app import create_app
-from cloud_api.campaigns import DEMO_CAMPAIGNS_FILE
+from cloud_api.auth.signing import sign_body
 from cloud_api.config import CloudSettings
 from cloud_api.deps import CloudContext
-from cloud_api.offer_policy import offer_policy
-from cloud_api.presence_service import PresenceService
-from cloud_api.signing import sign_body
+from cloud_api.ingest.presence_service import PresenceService
+from cloud_api.match.campaigns import DEMO_CAMPAIGNS_FILE
+from cloud_api.match.offer_policy import offer_policy
 from firmware_sim.scanner import SimScanner
 from firmware_sim.scenario import load_scenario
 from firmware_sim.world import DEMO_STORE_BEACON_ID, demo_world

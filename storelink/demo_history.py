@@ -16,9 +16,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud_api.db import begin_write
-from cloud_api.gateway_status import record_gateway_status
-from cloud_api.presence_service import PresenceService
+from cloud_api.ingest.gateway_status import record_gateway_status
+from cloud_api.ingest.presence_service import PresenceService
+from cloud_api.store.db import begin_write
 from storelink.wire import GatewayState, GatewayStatus, PresenceEvent, PresenceKind, Subject
 
 # Arrivals per hour of the (UTC) day while the store is open; busier late afternoon.

@@ -15,11 +15,11 @@ import time
 from collections.abc import Sequence
 
 from cloud_api.config import CloudSettings
-from cloud_api.db import make_engine, make_sessionmaker
-from cloud_api.directory import ShopperDirectory
-from cloud_api.ingest import PresenceConsumer, Received
-from cloud_api.offer_policy import offer_policy
-from cloud_api.presence_service import PresenceService
+from cloud_api.ingest.consumer import PresenceConsumer, Received
+from cloud_api.ingest.directory import ShopperDirectory
+from cloud_api.ingest.presence_service import PresenceService
+from cloud_api.match.offer_policy import offer_policy
+from cloud_api.store.db import make_engine, make_sessionmaker
 
 
 class DyingConsumer(PresenceConsumer):

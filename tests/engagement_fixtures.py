@@ -16,10 +16,10 @@ from fastapi.testclient import TestClient
 from cloud_api.app import create_app
 from cloud_api.config import CloudSettings
 from cloud_api.deps import CloudContext
-from cloud_api.models import Base, Cart
-from cloud_api.offer_policy import offer_policy
-from cloud_api.presence_service import PresenceOutcome, PresenceService
-from cloud_api.resolve import shopper_token_ref
+from cloud_api.ingest.presence_service import PresenceOutcome, PresenceService
+from cloud_api.ingest.resolve import shopper_token_ref
+from cloud_api.match.offer_policy import offer_policy
+from cloud_api.store.models import Base, Cart
 from storelink.tokens import token_window
 from storelink.wire import PresenceEvent, PresenceKind, Subject, SubjectType
 from tests.helpers import ADMIN_HEADERS, ADMIN_TOKEN

@@ -15,10 +15,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from cloud_api.app import create_app
-from cloud_api.app_auth import APP_SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_app_request
+from cloud_api.auth.app_auth import APP_SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_app_request
 from cloud_api.config import CloudSettings
 from cloud_api.deps import CloudContext
-from cloud_api.models import Base
+from cloud_api.store.models import Base
 
 WEBHOOK_SECRET = "shopper-test-webhook-secret"
 SHOPIFY_SECRET = "shpss_test_client_secret"

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from cloud_api.campaigns import DEMO_CAMPAIGNS_FILE
-from cloud_api.decide import is_held_out
-from cloud_api.models import CampaignDecision, NotificationDelivery, Offer
+from cloud_api.match.campaigns import DEMO_CAMPAIGNS_FILE
+from cloud_api.match.decide import is_held_out
+from cloud_api.store.models import CampaignDecision, NotificationDelivery, Offer
 from storelink.wire import PresenceKind
 from tests.engagement_fixtures import ADMIN_HEADERS, Engagement, register, running_engagement
 

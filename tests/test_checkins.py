@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from cloud_api.models import PresenceEventRow, Store, Visit
-from cloud_api.offer_policy import offer_policy
-from cloud_api.presence_service import PresenceService
-from cloud_api.resolve import shopper_token_ref
+from cloud_api.ingest.presence_service import PresenceService
+from cloud_api.ingest.resolve import shopper_token_ref
+from cloud_api.match.offer_policy import offer_policy
+from cloud_api.store.models import PresenceEventRow, Store, Visit
 from storelink.tokens import token_window
 from storelink.wire import PresenceEvent, PresenceKind, Subject, SubjectType
 from tests.shopper_app import STORE_UUID, App, Cloud, register, running_cloud

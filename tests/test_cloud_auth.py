@@ -11,12 +11,12 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from cloud_api.api.problems import PROBLEM_JSON
 from cloud_api.app import create_app
-from cloud_api.auth import IntegrationDep, check_store, hash_password, verify_password
+from cloud_api.auth.auth import IntegrationDep, check_store, hash_password, verify_password
 from cloud_api.config import CloudSettings
 from cloud_api.deps import CloudContext
-from cloud_api.models import ApiKey, StaffAccount, StaffToken
-from cloud_api.problems import PROBLEM_JSON
+from cloud_api.store.models import ApiKey, StaffAccount, StaffToken
 from storelink.wire import utc_now
 from tests.helpers import ADMIN_HEADERS, ADMIN_TOKEN
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cloud_api.codes import (
+from cloud_api.offers.codes import (
     CROCKFORD_ALPHABET,
     crockford,
     format_offer_code,

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from cloud_api import bulk
-from cloud_api.db import begin_write, make_engine, make_sessionmaker
-from cloud_api.migrate import upgrade_database
-from cloud_api.models import Base, Cart, Shopper, Visit
+from cloud_api.ingest import bulk
+from cloud_api.store.db import begin_write, make_engine, make_sessionmaker
+from cloud_api.store.migrate import upgrade_database
+from cloud_api.store.models import Base, Cart, Shopper, Visit
 
 
 def shopper(created_at: datetime) -> Shopper:

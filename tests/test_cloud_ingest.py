@@ -19,9 +19,9 @@ from fastapi.testclient import TestClient
 from cloud_api.app import create_app
 from cloud_api.config import CloudSettings
 from cloud_api.deps import CloudContext
-from cloud_api.ingest import PresenceConsumer
-from cloud_api.models import Base
-from cloud_api.resolve import shopper_token_ref
+from cloud_api.ingest.consumer import PresenceConsumer
+from cloud_api.ingest.resolve import shopper_token_ref
+from cloud_api.store.models import Base
 from storelink.broker import free_port, wait_for_port
 from storelink.mqtt import make_client
 from storelink.tokens import token_window
@@ -171,7 +171,7 @@ def test_an_abandoned_cart_shopper_walking_in_is_sent_an_offer(
 def test_malformed_messages_are_dead_lettered_and_the_consumer_goes_on(
     cloud: Cloud, listener: MqttRecorder, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="cloud_api.ingest")
+    caplog.set_level(logging.WARNING, logger="cloud_api.ingest.consumer")
     valid = enter(ANONYMOUS)
     schema_violation = json.loads(valid.model_dump_json()) | {"kind": "teleport", "rssi": 99}
     other_store = enter(ANONYMOUS, store_id="store-2").model_dump_json()
@@ -193,7 +193,9 @@ def test_malformed_messages_are_dead_lettered_and_the_consumer_goes_on(
     assert "'store-1'" in letters[2].reason and "'store-2'" in letters[2].reason
 
     refused = [
-        r for r in caplog.records if r.name == "cloud_api.ingest" and r.levelno == logging.WARNING
+        r
+        for r in caplog.records
+        if r.name == "cloud_api.ingest.consumer" and r.levelno == logging.WARNING
     ]
     assert [reason in r.getMessage() for r, (_, _, reason) in zip(refused, bad, strict=True)] == [
         True

@@ -24,13 +24,13 @@ from fastapi.testclient import TestClient
 
 from cloud_api.app import create_app
 from cloud_api.config import CloudSettings
-from cloud_api.db import make_engine, make_sessionmaker
-from cloud_api.directory import ShopperDirectory
-from cloud_api.ingest import PresenceConsumer, presence_subscription
-from cloud_api.migrate import upgrade_database
-from cloud_api.models import PresenceEventRow, Visit
-from cloud_api.offer_policy import offer_policy
-from cloud_api.presence_service import PresenceService
+from cloud_api.ingest.consumer import PresenceConsumer, presence_subscription
+from cloud_api.ingest.directory import ShopperDirectory
+from cloud_api.ingest.presence_service import PresenceService
+from cloud_api.match.offer_policy import offer_policy
+from cloud_api.store.db import make_engine, make_sessionmaker
+from cloud_api.store.migrate import upgrade_database
+from cloud_api.store.models import PresenceEventRow, Visit
 from storelink.mqtt import make_client
 from storelink.wire import (
     PRESENCE_SUBSCRIPTION,

@@ -18,15 +18,15 @@ from setuptools import find_packages
 import cloud_api
 from cloud_api.app import create_app
 from cloud_api.config import CloudSettings
-from cloud_api.db import make_engine
-from cloud_api.migrate import (
+from cloud_api.store.db import make_engine
+from cloud_api.store.migrate import (
     UnversionedDatabaseError,
     current_revision,
     head_revision,
     migration_engine,
     upgrade_database,
 )
-from cloud_api.models import Base, Shopper
+from cloud_api.store.models import Base, Shopper
 from tests.helpers import ADMIN_HEADERS, ADMIN_TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,7 +166,7 @@ def test_the_wheel_ships_the_migrations() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     packages = set(find_packages(str(ROOT), include=config["packages"]["find"]["include"]))
     package_data: dict[str, list[str]] = config["package-data"]
-    migrations = Path(cloud_api.__file__).parent / "migrations"
+    migrations = Path(cloud_api.__file__).parent / "store" / "migrations"
     files = [p for p in migrations.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     assert any(path.name == "env.py" for path in files)
     assert any(path.parent.name == "versions" and path.name.startswith("0001") for path in files)

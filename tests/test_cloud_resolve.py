@@ -5,11 +5,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud_api.db import make_engine, make_sessionmaker
-from cloud_api.directory import ShopperDirectory, record_change
-from cloud_api.migrate import upgrade_database
-from cloud_api.models import Shopper
-from cloud_api.resolve import ConsentingShopper, TokenIndex, shopper_token_ref
+from cloud_api.ingest.directory import ShopperDirectory, record_change
+from cloud_api.ingest.resolve import ConsentingShopper, TokenIndex, shopper_token_ref
+from cloud_api.store.db import make_engine, make_sessionmaker
+from cloud_api.store.migrate import upgrade_database
+from cloud_api.store.models import Shopper
 from storelink.tokens import TOKEN_WINDOW_S, app_token, token_major_minor, token_ref, token_window
 
 AT = datetime(2030, 6, 1, 10, 7, 30, tzinfo=UTC)

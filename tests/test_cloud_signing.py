@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from cloud_api.signing import sign_body, verify_signature
+from cloud_api.auth.signing import sign_body, verify_signature
 
 # RFC 4231, test case 2.
 RFC_KEY = "Jefe"

@@ -17,11 +17,11 @@ from fastapi.testclient import TestClient
 from cloud_api.app import create_app
 from cloud_api.config import CloudSettings
 from cloud_api.deps import CloudContext
-from cloud_api.gateway_status import record_gateway_status
-from cloud_api.geometry import polygon_problem
-from cloud_api.models import Gateway, Shopper, ShopperDevice
-from cloud_api.mqtt_auth import verify_mosquitto_hash
-from cloud_api.stores import publish_store_configs
+from cloud_api.fleet.geometry import polygon_problem
+from cloud_api.fleet.mqtt_auth import verify_mosquitto_hash
+from cloud_api.fleet.stores import publish_store_configs
+from cloud_api.ingest.gateway_status import record_gateway_status
+from cloud_api.store.models import Gateway, Shopper, ShopperDevice
 from storelink.wire import GatewayConfig, GatewayState, GatewayStatus, config_topic
 from tests.helpers import ADMIN_HEADERS, ADMIN_TOKEN, MqttRecorder, wait_for
 from tests.services import Mosquitto

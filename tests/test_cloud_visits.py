@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from cloud_api.visits import VISIT_IDLE_TIMEOUT_S, Sighting, Stitched, VisitState, stitch
+from cloud_api.ingest.visits import VISIT_IDLE_TIMEOUT_S, Sighting, Stitched, VisitState, stitch
 from storelink.wire import PresenceKind
 
 T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)

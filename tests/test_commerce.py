@@ -13,10 +13,16 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from cloud_api.auth import create_api_key
-from cloud_api.carts import is_abandoned
-from cloud_api.models import Cart, Offer, Order, WebhookDelivery
-from cloud_api.shopify import Checkout, ShopifyOrder, cart_record, order_record, shopify_signature
+from cloud_api.auth.auth import create_api_key
+from cloud_api.commerce.carts import is_abandoned
+from cloud_api.commerce.shopify import (
+    Checkout,
+    ShopifyOrder,
+    cart_record,
+    order_record,
+    shopify_signature,
+)
+from cloud_api.store.models import Cart, Offer, Order, WebhookDelivery
 from tests.shopper_app import SHOPIFY_SECRET, Cloud, register, running_cloud
 
 FIXTURES = Path(__file__).parent / "fixtures" / "shopify"

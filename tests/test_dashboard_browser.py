@@ -31,7 +31,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_play
 from cloud_api.app import create_app, offer_policy
 from cloud_api.config import CloudSettings
 from cloud_api.deps import CloudContext
-from cloud_api.presence_service import PresenceService
+from cloud_api.ingest.presence_service import PresenceService
 from firmware_sim.scenario import load_scenario
 from storelink.broker import free_port
 from storelink.demo_history import HistoryShape, seed_history

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from cloud_api.campaigns import (
+from cloud_api.match.campaigns import (
     DEMO_CAMPAIGNS_FILE,
     CampaignSpec,
     default_campaign,
     load_campaign_file,
 )
-from cloud_api.decide import (
+from cloud_api.match.decide import (
     CartFacts,
     CartLine,
     Moment,
@@ -27,7 +27,7 @@ from cloud_api.decide import (
     is_held_out,
     offered,
 )
-from cloud_api.loyalty import Segment
+from cloud_api.shoppers.loyalty import Segment
 from storelink.wire import PresenceKind
 
 # Far from the wall clock on purpose: the decision depends on the event's time only.

@@ -18,8 +18,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cloud_api.app import create_app
+from cloud_api.auth.signing import sign_body
 from cloud_api.config import CloudSettings
-from cloud_api.signing import sign_body
 from firmware_sim.scanner import SimScanner
 from firmware_sim.world import DEMO_STORE_BEACON_ID, demo_world
 from gateway.config import GatewaySettings

@@ -8,10 +8,10 @@ from decimal import Decimal
 
 import pytest
 
-from cloud_api.decide import is_held_out
-from cloud_api.models import Order
-from cloud_api.outbox import mark_sent
-from cloud_api.redemption import redeem_code
+from cloud_api.match.decide import is_held_out
+from cloud_api.notify.outbox import mark_sent
+from cloud_api.offers.redemption import redeem_code
+from cloud_api.store.models import Order
 from storelink.wire import PresenceKind
 from tests.engagement_fixtures import ADMIN_HEADERS, Engagement, register, running_engagement
 

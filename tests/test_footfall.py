@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from cloud_api.footfall import (
+from cloud_api.stats.footfall import (
     Capture,
     StayThresholds,
     VisitFact,

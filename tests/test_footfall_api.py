@@ -12,13 +12,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cloud_api.app import create_app
-from cloud_api.beacon_health import record_beacon_report
 from cloud_api.config import CloudSettings
-from cloud_api.db import begin_write
 from cloud_api.deps import CloudContext
-from cloud_api.gateway_status import record_gateway_status
-from cloud_api.offer_policy import offer_policy
-from cloud_api.presence_service import PresenceService
+from cloud_api.ingest.beacon_health import record_beacon_report
+from cloud_api.ingest.gateway_status import record_gateway_status
+from cloud_api.ingest.presence_service import PresenceService
+from cloud_api.match.offer_policy import offer_policy
+from cloud_api.store.db import begin_write
 from storelink.wire import (
     BeaconFleetReport,
     BeaconHealth,

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from cloud_api.decide import is_held_out
-from cloud_api.funnel import DecisionFacts, funnel, median, uplift, wilson
+from cloud_api.match.decide import is_held_out
+from cloud_api.stats.funnel import DecisionFacts, funnel, median, uplift, wilson
 
 
 def test_wilson_interval_matches_newcombe_1998() -> None:

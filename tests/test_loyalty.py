@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from cloud_api.config import CloudSettings
-from cloud_api.loyalty import (
+from cloud_api.shoppers.loyalty import (
     LoyaltyRules,
     OrderFact,
     Segment,
@@ -18,8 +18,8 @@ from cloud_api.loyalty import (
     segment,
     value,
 )
-from cloud_api.loyalty_store import loyalty_rules, segment_counts, segment_of, segments_of
-from cloud_api.models import Order, Visit
+from cloud_api.shoppers.loyalty_store import loyalty_rules, segment_counts, segment_of, segments_of
+from cloud_api.store.models import Order, Visit
 from tests.shopper_app import Cloud, register, running_cloud
 
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)

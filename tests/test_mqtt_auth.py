@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from cloud_api.app import create_app
 from cloud_api.config import CloudSettings
-from cloud_api.ingest import PresenceConsumer
-from cloud_api.mqtt_auth import acl_file, mosquitto_hash, verify_mosquitto_hash
+from cloud_api.fleet.mqtt_auth import acl_file, mosquitto_hash, verify_mosquitto_hash
+from cloud_api.ingest.consumer import PresenceConsumer
 from storelink.cli import app as cli
 from storelink.mqtt import make_client
 from storelink.wire import (
@@ -179,7 +179,7 @@ def test_each_gateway_publishes_as_itself_only(
 
 
 def test_the_acl_names_each_gateway_and_the_cloud() -> None:
-    from cloud_api.mqtt_auth import GatewayLogin
+    from cloud_api.fleet.mqtt_auth import GatewayLogin
 
     text = acl_file(CLOUD_USER, [GatewayLogin("store-a", "gw-a", "$7$...")])
     assert "user storelink-cloud\ntopic readwrite storelink/v1/#" in text

@@ -17,12 +17,12 @@ import httpx
 import pytest
 import uvicorn
 
-from cloud_api.app_auth import APP_SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_app_request
-from cloud_api.campaign_store import INLINE_GRACE
-from cloud_api.models import NotificationDelivery
-from cloud_api.outbox import NOTIFICATION_ID_HEADER, OutboxSender, WebhookChannel
-from cloud_api.resolve import shopper_token_ref
-from cloud_api.signing import SIGNATURE_HEADER, verify_signature
+from cloud_api.auth.app_auth import APP_SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_app_request
+from cloud_api.auth.signing import SIGNATURE_HEADER, verify_signature
+from cloud_api.ingest.resolve import shopper_token_ref
+from cloud_api.match.campaign_store import INLINE_GRACE
+from cloud_api.notify.outbox import NOTIFICATION_ID_HEADER, OutboxSender, WebhookChannel
+from cloud_api.store.models import NotificationDelivery
 from storelink.tokens import token_window
 from storelink.wire import (
     OfferNotification,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from cloud_api.gateway_status import passers_by_increase
+from cloud_api.ingest.gateway_status import passers_by_increase
 from firmware_sim.population import PersonKind
 from firmware_sim.runner import EventLog, drive
 from firmware_sim.scenario import load_scenario

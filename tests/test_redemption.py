@@ -12,11 +12,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud_api.codes import new_offer_code
-from cloud_api.db import make_engine, make_sessionmaker
-from cloud_api.migrate import upgrade_database
-from cloud_api.models import Offer, Shopper
-from cloud_api.redemption import RedeemStatus, Redemption, redeem_code
+from cloud_api.offers.codes import new_offer_code
+from cloud_api.offers.redemption import RedeemStatus, Redemption, redeem_code
+from cloud_api.store.db import make_engine, make_sessionmaker
+from cloud_api.store.migrate import upgrade_database
+from cloud_api.store.models import Offer, Shopper
 from tests.engagement_fixtures import ADMIN_HEADERS, running_engagement
 
 NOW = datetime(2031, 5, 1, 12, 0, tzinfo=UTC)

@@ -12,13 +12,18 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from cloud_api.app_auth import sign_app_request
-from cloud_api.consent import email_hash
-from cloud_api.db import make_engine
-from cloud_api.devices import consented_irks, consented_wearables
-from cloud_api.directory import ShopperDirectory
-from cloud_api.migrate import upgrade_database
-from cloud_api.models import (
+from cloud_api.auth.app_auth import sign_app_request
+from cloud_api.auth.signing import sign_body
+from cloud_api.commerce.shopify import shopify_signature
+from cloud_api.ingest.directory import ShopperDirectory
+from cloud_api.ingest.presence_service import PresenceOutcome, PresenceService
+from cloud_api.ingest.resolve import shopper_token_ref
+from cloud_api.match.offer_policy import offer_policy
+from cloud_api.shoppers.consent import email_hash
+from cloud_api.shoppers.devices import consented_irks, consented_wearables
+from cloud_api.store.db import make_engine
+from cloud_api.store.migrate import upgrade_database
+from cloud_api.store.models import (
     Base,
     ConsentRecord,
     PresenceEventRow,
@@ -26,11 +31,6 @@ from cloud_api.models import (
     ShopperDevice,
     Visit,
 )
-from cloud_api.offer_policy import offer_policy
-from cloud_api.presence_service import PresenceOutcome, PresenceService
-from cloud_api.resolve import shopper_token_ref
-from cloud_api.shopify import shopify_signature
-from cloud_api.signing import sign_body
 from storelink.tokens import token_window
 from storelink.wire import (
     GatewayConfig,

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from cloud_api.db import make_engine, make_sessionmaker
-from cloud_api.migrate import upgrade_database
-from cloud_api.models import TimeSeriesPoint
+from cloud_api.store.db import make_engine, make_sessionmaker
+from cloud_api.store.migrate import upgrade_database
+from cloud_api.store.models import TimeSeriesPoint
 from cloud_api.timeseries.buffer import DiskBuffer
 from cloud_api.timeseries.points import (
     OccupancySnapshot,

@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 
 from cloud_api.app import create_app
 from cloud_api.config import CloudSettings
-from cloud_api.decide import CartLine, Outcome, Terms, Verdict
-from cloud_api.ingest import CommittedBatch
-from cloud_api.models import TimeSeriesPoint
-from cloud_api.presence_service import PresenceOutcome
+from cloud_api.ingest.consumer import CommittedBatch
+from cloud_api.ingest.presence_service import PresenceOutcome
+from cloud_api.match.decide import CartLine, Outcome, Terms, Verdict
+from cloud_api.store.models import TimeSeriesPoint
 from cloud_api.timeseries.points import OfferFact, OfferOutcome, PresenceFact
 from cloud_api.timeseries.query import InfluxQL
 from cloud_api.timeseries.sinks import SqlSink

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, status
 from sqlalchemy.exc import IntegrityError
 
-from cloud_api.auth import (
+from cloud_api.auth.auth import (
     AdminDep,
     StaffDep,
     api_key_store_ids,
@@ -17,7 +17,7 @@ from cloud_api.auth import (
     login,
     staff_store_ids,
 )
-from cloud_api.auth_schemas import (
+from cloud_api.auth.auth_schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyOut,
@@ -28,8 +28,8 @@ from cloud_api.auth_schemas import (
     WhoAmI,
 )
 from cloud_api.deps import ContextDep, SessionDep
-from cloud_api.models import ApiKey, StaffAccount, StaffToken
-from cloud_api.stores import require_stores_exist
+from cloud_api.fleet.stores import require_stores_exist
+from cloud_api.store.models import ApiKey, StaffAccount, StaffToken
 from storelink.wire import utc_now
 
 router = APIRouter(tags=["auth"])

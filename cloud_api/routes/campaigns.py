@@ -13,12 +13,12 @@ import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel
 
-from cloud_api.auth import StaffDep, StaffPrincipal
-from cloud_api.campaigns import CampaignSpec
+from cloud_api.auth.auth import StaffDep, StaffPrincipal
 from cloud_api.deps import ContextDep, Limit, SessionDep
-from cloud_api.engagement import API_SOURCE, save_campaign
-from cloud_api.models import CampaignDecision, CampaignRow, Shopper
-from cloud_api.offer_policy import offer_policy
+from cloud_api.match.campaigns import CampaignSpec
+from cloud_api.match.engagement import API_SOURCE, save_campaign
+from cloud_api.match.offer_policy import offer_policy
+from cloud_api.store.models import CampaignDecision, CampaignRow, Shopper
 from storelink.wire import utc_now
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])

@@ -7,19 +7,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 
-from cloud_api.app_auth import parse_body, raw_body, verify_app_request
-from cloud_api.checkins import (
+from cloud_api.auth.app_auth import parse_body, raw_body, verify_app_request
+from cloud_api.deps import ContextDep, SessionDep
+from cloud_api.ingest.checkins import (
     beacon_place,
     checkin_event,
     checkin_ref,
     seconds_since_enter,
 )
-from cloud_api.db import begin_write
-from cloud_api.deps import ContextDep, SessionDep
-from cloud_api.offer_policy import offer_policy
-from cloud_api.presence_service import PresenceService, Resolved
-from cloud_api.resolve import ConsentingShopper
-from cloud_api.shopper_schemas import CheckinAccepted, CheckinIn
+from cloud_api.ingest.presence_service import PresenceService, Resolved
+from cloud_api.ingest.resolve import ConsentingShopper
+from cloud_api.match.offer_policy import offer_policy
+from cloud_api.shoppers.shopper_schemas import CheckinAccepted, CheckinIn
+from cloud_api.store.db import begin_write
 from storelink.wire import PresenceKind, canonical_beacon_id, utc_now
 
 router = APIRouter(prefix="/presence", tags=["presence"])

@@ -8,14 +8,17 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, HTTPException, status
 from sqlalchemy.orm import Session
 
-from cloud_api.app_auth import parse_body, raw_body
-from cloud_api.auth import IntegrationDep, check_store
-from cloud_api.carts import OrderOutcome, OrderRecord, first_delivery, record_order, store_cart
-from cloud_api.commerce_schemas import OrderAccepted, OrderWebhook, ShopifyAccepted
-from cloud_api.consent import IdentityKind, email_hash, shopper_by_identity
-from cloud_api.deps import ContextDep, SessionDep
-from cloud_api.models import Cart, Shopper
-from cloud_api.shopify import (
+from cloud_api.auth.app_auth import parse_body, raw_body
+from cloud_api.auth.auth import IntegrationDep, check_store
+from cloud_api.commerce.carts import (
+    OrderOutcome,
+    OrderRecord,
+    first_delivery,
+    record_order,
+    store_cart,
+)
+from cloud_api.commerce.commerce_schemas import OrderAccepted, OrderWebhook, ShopifyAccepted
+from cloud_api.commerce.shopify import (
     HMAC_HEADER,
     TOPIC_HEADER,
     WEBHOOK_ID_HEADER,
@@ -27,6 +30,9 @@ from cloud_api.shopify import (
     order_record,
     verify_shopify,
 )
+from cloud_api.deps import ContextDep, SessionDep
+from cloud_api.shoppers.consent import IdentityKind, email_hash, shopper_by_identity
+from cloud_api.store.models import Cart, Shopper
 from storelink.wire import utc_now
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])

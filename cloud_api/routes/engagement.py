@@ -9,11 +9,11 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
 
-from cloud_api.auth import StaffDep, check_store
+from cloud_api.auth.auth import StaffDep, check_store
 from cloud_api.deps import ContextDep, SessionDep
-from cloud_api.engagement_stats import campaign_funnels
-from cloud_api.loyalty_store import loyalty_rules, segment_counts
-from cloud_api.offer_policy import offer_policy
+from cloud_api.match.offer_policy import offer_policy
+from cloud_api.shoppers.loyalty_store import loyalty_rules, segment_counts
+from cloud_api.stats.engagement_stats import campaign_funnels
 from storelink.wire import utc_now
 
 router = APIRouter(prefix="/stats", tags=["stats"])

@@ -3,7 +3,7 @@
 Every endpoint is scoped to a store the caller may see, answers JSON by default and its table
 as CSV with ``?format=csv``. Periods are local days (``tz``, an IANA zone name) from ``from`` to
 ``to``, both included; the figures themselves come from the pure functions of
-``cloud_api.footfall``.
+``cloud_api.stats.footfall``.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from cloud_api import footfall
-from cloud_api.auth import StoreStaffDep
+from cloud_api.auth.auth import StoreStaffDep
 from cloud_api.deps import ContextDep, SessionDep
-from cloud_api.footfall import StayThresholds, VisitFact, ZoneStay
-from cloud_api.footfall_schemas import (
+from cloud_api.ingest.visits import VISIT_IDLE_TIMEOUT_S, presence_from_json
+from cloud_api.stats import footfall
+from cloud_api.stats.footfall import StayThresholds, VisitFact, ZoneStay
+from cloud_api.stats.footfall_schemas import (
     BeaconHealthOut,
     CaptureOut,
     DwellBucketOut,
@@ -43,7 +44,7 @@ from cloud_api.footfall_schemas import (
     ZoneOccupancyOut,
     ZonesOut,
 )
-from cloud_api.models import (
+from cloud_api.store.models import (
     BeaconHealthRow,
     GatewayStatusRow,
     GatewayTraffic,
@@ -52,7 +53,6 @@ from cloud_api.models import (
     Visit,
     Zone,
 )
-from cloud_api.visits import VISIT_IDLE_TIMEOUT_S, presence_from_json
 
 router = APIRouter(prefix="/stats", tags=["stats"])
 
@@ -212,7 +212,7 @@ def _visits(session: Session, store_id: str, since: datetime, until: datetime) -
 
 
 def _present_zones(presence: dict[str, Any]) -> set[str]:
-    # Keys are "zone/ref" (see cloud_api.visits); ids never contain "/".
+    # Keys are "zone/ref" (see cloud_api.ingest.visits); ids never contain "/".
     return {key.split("/", 1)[0] for key, (_, here) in presence_from_json(presence).items() if here}
 
 

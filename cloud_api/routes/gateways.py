@@ -5,10 +5,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from fastapi import APIRouter
 
-from cloud_api.auth import StaffDep, check_store
+from cloud_api.api.schemas import GatewayStatusOut
+from cloud_api.auth.auth import StaffDep, check_store
 from cloud_api.deps import SessionDep
-from cloud_api.models import GatewayStatusRow
-from cloud_api.schemas import GatewayStatusOut
+from cloud_api.store.models import GatewayStatusRow
 
 router = APIRouter(prefix="/gateways", tags=["gateways"])
 

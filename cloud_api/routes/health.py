@@ -8,9 +8,9 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Request, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from cloud_api.api.schemas import Health
 from cloud_api.deps import ConsumerDep, SessionDep
 from cloud_api.metrics import metrics_registry, render
-from cloud_api.schemas import Health
 
 router = APIRouter(tags=["health"])
 logger = logging.getLogger(__name__)

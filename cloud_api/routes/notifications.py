@@ -25,9 +25,9 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud_api.app_auth import parse_body, raw_body, verify_app_request
+from cloud_api.auth.app_auth import parse_body, raw_body, verify_app_request
 from cloud_api.deps import ContextDep, SessionDep
-from cloud_api.models import Notification, Offer
+from cloud_api.store.models import Notification, Offer
 from storelink.wire import utc_now
 
 router = APIRouter(tags=["notifications"])

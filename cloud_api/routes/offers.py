@@ -7,14 +7,14 @@ from typing import Annotated
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query, status
 
-from cloud_api.auth import CallerDep, StaffDep, check_store
-from cloud_api.codes import normalise_code
+from cloud_api.api.pagination import Cursor, PageLimit, paginate
+from cloud_api.api.schemas import OfferOut
+from cloud_api.auth.auth import CallerDep, StaffDep, check_store
 from cloud_api.deps import SessionDep
-from cloud_api.models import Offer
-from cloud_api.pagination import Cursor, PageLimit, paginate
-from cloud_api.redemption import RedeemStatus, redeem_code
-from cloud_api.schemas import OfferOut
-from cloud_api.store_schemas import Page
+from cloud_api.fleet.store_schemas import Page
+from cloud_api.offers.codes import normalise_code
+from cloud_api.offers.redemption import RedeemStatus, redeem_code
+from cloud_api.store.models import Offer
 from storelink.wire import utc_now
 
 router = APIRouter(prefix="/offers", tags=["offers"])

@@ -12,25 +12,30 @@ from typing import Annotated
 import sqlalchemy as sa
 from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Request, status
 
-from cloud_api.app_auth import parse_body, raw_body, verify_app_request
-from cloud_api.auth import authenticate_staff, bearer_token
-from cloud_api.carts import abandoned_carts
-from cloud_api.codes import new_app_key, new_shopper_id
-from cloud_api.consent import (
+from cloud_api.api.schemas import (
+    ConsentOut,
+    ConsentUpdate,
+    ShopperCreate,
+    ShopperCreated,
+    ShopperOut,
+)
+from cloud_api.auth.app_auth import parse_body, raw_body, verify_app_request
+from cloud_api.auth.auth import authenticate_staff, bearer_token
+from cloud_api.commerce.carts import abandoned_carts
+from cloud_api.deps import CloudContext, ContextDep, SessionDep
+from cloud_api.fleet.gateway_irks import republish
+from cloud_api.ingest.directory import record_change
+from cloud_api.offers.codes import new_app_key, new_shopper_id
+from cloud_api.shoppers.consent import (
     Purpose,
     current_consent,
     link_identities,
     set_consent,
 )
-from cloud_api.deps import CloudContext, ContextDep, SessionDep
-from cloud_api.devices import DeviceKind, key_fob_ref, new_wearable_ref, wearable_stores
-from cloud_api.directory import record_change
-from cloud_api.gateway_irks import republish
-from cloud_api.loyalty_store import loyalty_rules, value_of
-from cloud_api.models import Shopper, ShopperDevice, ShopperEvent
-from cloud_api.personal_data import erase_shopper, export_shopper
-from cloud_api.schemas import ConsentOut, ConsentUpdate, ShopperCreate, ShopperCreated, ShopperOut
-from cloud_api.shopper_schemas import (
+from cloud_api.shoppers.devices import DeviceKind, key_fob_ref, new_wearable_ref, wearable_stores
+from cloud_api.shoppers.loyalty_store import loyalty_rules, value_of
+from cloud_api.shoppers.personal_data import erase_shopper, export_shopper
+from cloud_api.shoppers.shopper_schemas import (
     AbandonedCartOut,
     DeviceIn,
     DeviceOut,
@@ -43,6 +48,7 @@ from cloud_api.shopper_schemas import (
     ShopperExport,
     WearableIn,
 )
+from cloud_api.store.models import Shopper, ShopperDevice, ShopperEvent
 from storelink.wire import notification_topic, utc_now
 
 router = APIRouter(prefix="/shoppers", tags=["shoppers"])

@@ -5,10 +5,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from fastapi import APIRouter
 
-from cloud_api.auth import AdminDep
+from cloud_api.api.schemas import StatsSummary
+from cloud_api.auth.auth import AdminDep
 from cloud_api.deps import ConsumerDep, SessionDep
-from cloud_api.models import Base, Notification, Offer, PresenceEventRow, Visit
-from cloud_api.schemas import StatsSummary
+from cloud_api.store.models import Base, Notification, Offer, PresenceEventRow, Visit
 
 router = APIRouter(prefix="/stats", tags=["stats"])
 

@@ -6,12 +6,11 @@ import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, status
 from sqlalchemy.exc import IntegrityError
 
-from cloud_api.auth import AdminDep, StaffDep, StoreStaffDep
+from cloud_api.api.pagination import Cursor, PageLimit, paginate
+from cloud_api.auth.auth import AdminDep, StaffDep, StoreStaffDep
 from cloud_api.deps import ContextDep, SessionDep
-from cloud_api.models import Gateway, GatewayStatusHistory, GatewayStatusRow, Store, Zone
-from cloud_api.mqtt_auth import mosquitto_hash, new_mqtt_password
-from cloud_api.pagination import Cursor, PageLimit, paginate
-from cloud_api.store_schemas import (
+from cloud_api.fleet.mqtt_auth import mosquitto_hash, new_mqtt_password
+from cloud_api.fleet.store_schemas import (
     GatewayCreate,
     GatewayCredentials,
     GatewayOut,
@@ -25,7 +24,8 @@ from cloud_api.store_schemas import (
     ZoneCreate,
     ZoneOut,
 )
-from cloud_api.stores import get_store, publish_store_configs
+from cloud_api.fleet.stores import get_store, publish_store_configs
+from cloud_api.store.models import Gateway, GatewayStatusHistory, GatewayStatusRow, Store, Zone
 from storelink.wire import Calibration, ZoneConfig, config_topic, utc_now
 
 router = APIRouter(prefix="/stores", tags=["stores"])

@@ -5,12 +5,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 from fastapi import APIRouter
 
-from cloud_api.auth import StoreStaffDep
+from cloud_api.api.pagination import Cursor, PageLimit, paginate
+from cloud_api.api.schemas import VisitOut
+from cloud_api.auth.auth import StoreStaffDep
 from cloud_api.deps import SessionDep
-from cloud_api.models import Visit
-from cloud_api.pagination import Cursor, PageLimit, paginate
-from cloud_api.schemas import VisitOut
-from cloud_api.store_schemas import Page
+from cloud_api.fleet.store_schemas import Page
+from cloud_api.store.models import Visit
 
 router = APIRouter(prefix="/visits", tags=["visits"])
 

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from cloud_api.carts import stored_status, upsert_cart
+from cloud_api.api.schemas import CartAccepted, CartWebhook
+from cloud_api.auth.signing import SIGNATURE_HEADER, verify_signature
+from cloud_api.commerce.carts import stored_status, upsert_cart
 from cloud_api.deps import ContextDep, SessionDep
-from cloud_api.models import Shopper
-from cloud_api.schemas import CartAccepted, CartWebhook
-from cloud_api.signing import SIGNATURE_HEADER, verify_signature
+from cloud_api.store.models import Shopper
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 

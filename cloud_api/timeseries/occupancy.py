@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from cloud_api import footfall
-from cloud_api.footfall import VisitFact
-from cloud_api.models import Visit
+from cloud_api.ingest.visits import VISIT_IDLE_TIMEOUT_S, presence_from_json
+from cloud_api.stats import footfall
+from cloud_api.stats.footfall import VisitFact
+from cloud_api.store.models import Visit
 from cloud_api.timeseries.points import OccupancySnapshot
-from cloud_api.visits import VISIT_IDLE_TIMEOUT_S, presence_from_json
 
 
 def _fact(row: Visit) -> VisitFact:

@@ -22,8 +22,8 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS, WriteOptions
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud_api.db import upsert
-from cloud_api.models import TimeSeriesPoint
+from cloud_api.store.db import upsert
+from cloud_api.store.models import TimeSeriesPoint
 from cloud_api.timeseries.points import Point, line_protocol
 
 logger = logging.getLogger(__name__)

@@ -31,8 +31,8 @@ from prometheus_client import Histogram
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud_api.config import CloudSettings
-from cloud_api.decide import Outcome, Verdict
-from cloud_api.ingest import CommittedBatch
+from cloud_api.ingest.consumer import CommittedBatch
+from cloud_api.match.decide import Outcome, Verdict
 from cloud_api.timeseries.buffer import DiskBuffer
 from cloud_api.timeseries.occupancy import snapshot_occupancy
 from cloud_api.timeseries.points import (

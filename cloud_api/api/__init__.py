@@ -1,0 +1,1 @@
+"""What every HTTP route shares: request and response bodies, problem documents, pagination."""

@@ -1,0 +1,1 @@
+"""Who is calling: administrator, staff, integrations' API keys, the shopper app's signatures."""

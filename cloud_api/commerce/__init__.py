@@ -1,0 +1,1 @@
+"""E-commerce platforms: carts and orders from their webhooks."""

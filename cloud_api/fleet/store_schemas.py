@@ -1,0 +1,164 @@
+"""Request and response bodies of stores, zones, gateways and their status history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Generic, TypeVar
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from cloud_api.fleet.geometry import Point, polygon_problem
+from storelink.wire import BeaconId, Calibration, Identifier, ZoneConfig
+
+T = TypeVar("T")
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list; ask for the next one with ``?cursor=<next_cursor>``."""
+
+    items: list[T]
+    next_cursor: str | None = Field(description="null: this was the last page")
+
+
+def _simple_polygon(points: list[Point]) -> list[Point]:
+    problem = polygon_problem(points)
+    if problem is not None:
+        raise ValueError(problem)
+    return points
+
+
+def _time_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name!r} (use an IANA name like Europe/Rome)"
+        ) from None
+    return name
+
+
+Polygon = Annotated[
+    list[tuple[float, float]],
+    Field(max_length=1000, description="[x, y] corners in metres; the outline closes by itself"),
+    AfterValidator(_simple_polygon),
+]
+
+
+class StoreCreate(_Request):
+    store_id: Identifier
+    name: str = Field(min_length=1, max_length=200)
+    timezone: Annotated[str, AfterValidator(_time_zone)] = "UTC"
+    app_uuid: UUID | None = Field(
+        default=None, description="the retailer's app proximity UUID; null: the cloud's app_uuid"
+    )
+    calibration: Calibration = Field(default_factory=Calibration)
+    staff_beacons: list[BeaconId] = Field(
+        default_factory=list, description="staff badges: the gateways never report them"
+    )
+    store_beacons: list[BeaconId] = Field(
+        default_factory=list, description="the store's fixed beacons: health reported"
+    )
+
+
+class StoreUpdate(_Request):
+    """What to change; a field left out stays as it is."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    timezone: Annotated[str, AfterValidator(_time_zone)] | None = None
+    app_uuid: UUID | None = None
+    calibration: Calibration | None = None
+    staff_beacons: list[BeaconId] | None = None
+    store_beacons: list[BeaconId] | None = None
+
+
+class ZoneCreate(_Request):
+    zone_id: Identifier
+    name: str = Field(min_length=1, max_length=200)
+    polygon: Polygon
+
+
+class ZoneOut(BaseModel):
+    zone_id: str
+    name: str
+    polygon: list[tuple[float, float]]
+    created_at: datetime
+
+
+class StoreOut(BaseModel):
+    store_id: str
+    name: str
+    timezone: str
+    app_uuid: str | None
+    calibration: Calibration
+    staff_beacons: list[str]
+    store_beacons: list[str]
+    created_at: datetime
+
+
+class StoreDetail(StoreOut):
+    zones: list[ZoneOut]
+    gateway_ids: list[str]
+
+
+class GatewayCreate(_Request):
+    gateway_id: Identifier = Field(description="unique in the chain: also its MQTT user name")
+    name: str = Field(default="", max_length=200)
+    zones: list[ZoneConfig] = Field(
+        default_factory=list,
+        description="the store's zones this gateway detects, with their distances; empty: the "
+        "gateway's local zone settings",
+    )
+
+
+class GatewayOut(BaseModel):
+    gateway_id: str
+    store_id: str
+    name: str
+    zones: list[ZoneConfig]
+    config_topic: str
+    config_version: int
+    state: str | None = Field(description="online/offline as last reported; null: never")
+    last_status_at: datetime | None
+    created_at: datetime
+
+
+class GatewayProvisioned(GatewayOut):
+    mqtt_username: str
+    mqtt_password: str = Field(description="shown this once; the cloud keeps only its hash")
+    config_published: bool = Field(
+        description="false: the broker was not reachable (or MQTT is off); the config is sent "
+        "again with the store's next change"
+    )
+
+
+class GatewayCredentials(BaseModel):
+    gateway_id: str
+    mqtt_username: str
+    mqtt_password: str = Field(
+        description="shown this once; the old one no longer works once "
+        "`storelink cloud mqtt-auth` has rewritten the broker's files"
+    )
+
+
+class GatewayStatusEntry(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    state: str
+    transition: bool = Field(description="the state changed with this status (or it is the first)")
+    ts: datetime
+    adverts_seen: int
+    events_published: int
+    decode_errors: int
+    outbox_depth: int
+    outbox_dropped: int
+    scanner_restarts: int
+    uptime_s: float | None
+    adverts_per_s: float | None
+    cpu_temp_c: float | None
+    received_at: datetime

@@ -1,0 +1,1 @@
+"""Stage 1, ingest: the MQTT consumer and what presence, status and health messages do."""

@@ -1,0 +1,408 @@
+"""What valid presence events do to the database: record, resolve, stitch, decide, offer.
+
+Events come in batches (the MQTT consumer commits up to a few hundred at a time), and a batch is
+applied in one transaction with a handful of statements whatever its size: one INSERT for the
+events, one SELECT for the subjects' latest visits, one INSERT and one UPDATE for the visits,
+and, only when a recognised shopper walked in, a few more for carts and offers. Inside the
+batch the events take effect one after the other, in order: each is stitched onto the visit as
+the previous events left it, and an offer made for one event counts for the campaigns' caps
+at the next.
+
+A redelivered event (same ``event_id``, in the same batch or already stored, by this worker or
+another one at the same moment) changes nothing: ``INSERT ... ON CONFLICT DO NOTHING`` says
+which events are new. On PostgreSQL, workers whose batches touch the same subject or shopper
+take turns on advisory locks, so that two of them never stitch the same visit or offer the same
+cart at once; on SQLite the database's write lock does that.
+
+Campaigns decide in ``campaign_store`` (pure decision in ``decide``). An offer's notification
+is written with its outbox rows in the same transaction and sent by the caller after the commit
+(or, if the caller dies first, by the outbox sender), so a shopper is never sent a code that a
+rollback took away, and no committed notification is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from cloud_api.ingest import bulk
+from cloud_api.ingest.directory import ShopperDirectory
+from cloud_api.ingest.resolve import ConsentingShopper
+from cloud_api.ingest.visits import (
+    Sighting,
+    VisitState,
+    presence_from_json,
+    presence_to_json,
+    stitch,
+)
+from cloud_api.match.campaign_store import Candidate, decide_batch
+from cloud_api.match.decide import Verdict
+from cloud_api.match.offer_policy import OfferPolicy
+from cloud_api.store.db import begin_write, lock_key, lock_keys
+from cloud_api.store.models import Base, PresenceEventRow, Visit
+from storelink.wire import (
+    OfferNotification,
+    PresenceEvent,
+    PresenceKind,
+    SubjectType,
+)
+
+# StrEnum's .value is a descriptor call; the ingest asks for it several times per event.
+_VALUE: dict[str, str] = {member: member.value for member in (*PresenceKind, *SubjectType)}
+EVENTS = Base.metadata.tables[PresenceEventRow.__tablename__]
+VISITS = Base.metadata.tables[Visit.__tablename__]
+# The visit a subject's events are stitched onto: a tracked shopper's, whichever token they
+# advertise, or else the subject's own. Subject types never read "shopper".
+VisitKey = tuple[str, str, str]
+# Subjects a consenting shopper may be behind; anonymous ones are nobody by construction.
+_RESOLVABLE = frozenset({SubjectType.APP, SubjectType.WEARABLE, SubjectType.BEACON})
+
+
+@dataclass(frozen=True)
+class PresenceOutcome:
+    duplicate: bool
+    shopper_id: str | None = None
+    visit_id: int | None = None
+    # Every campaign's verdict, with its checks; empty when the event could earn no offer.
+    verdicts: tuple[Verdict, ...] = ()
+    notification: OfferNotification | None = None
+    # The event began a visit: a store entry, for footfall.
+    opened_visit: bool = False
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """An event with the consenting shopper behind it, if any, resolved before the transaction."""
+
+    event: PresenceEvent
+    shopper: ConsentingShopper | None
+    # Recognised for an offer is not consent to have one's visits recorded by name.
+    tracked_id: str | None
+    visit_key: VisitKey
+    may_get_offer: bool
+    # gateway, or app: the shopper app's own check-in, which joins the same visit.
+    source: str = "gateway"
+
+    @classmethod
+    def of(
+        cls, event: PresenceEvent, shopper: ConsentingShopper | None, source: str = "gateway"
+    ) -> Resolved:
+        tracked = shopper.shopper_id if shopper and shopper.footfall_analytics else None
+        if tracked is not None:
+            key = (event.store_id, "shopper", tracked)
+        else:
+            key = (event.store_id, _VALUE[event.subject.type], event.subject.ref)
+        # Entering triggers campaigns, and so does dwelling; leaving never does.
+        offer = event.kind != PresenceKind.EXIT and shopper is not None and shopper.personal_offers
+        return cls(event, shopper, tracked, key, offer, source)
+
+
+@dataclass
+class _WorkingVisit:
+    """A visit as the batch changes it; written once, at the end of the batch."""
+
+    id: int | None
+    store_id: str
+    subject_type: str
+    subject_ref: str
+    shopper_id: str | None
+    state: VisitState
+    # The event that began the visit, when this batch did.
+    opened_by: str | None = None
+
+
+class PresenceService:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        directory: ShopperDirectory,
+        policy: OfferPolicy,
+    ) -> None:
+        self._sessions = sessions
+        self._directory = directory
+        self._policy = policy
+
+    def handle(self, event: PresenceEvent, now: datetime) -> PresenceOutcome:
+        """Apply one event in a transaction of its own."""
+        return self.handle_batch([event], now)[0]
+
+    def handle_batch(self, events: Sequence[PresenceEvent], now: datetime) -> list[PresenceOutcome]:
+        """Apply ``events`` in order, in one transaction; one outcome per event."""
+        resolved = self.resolve(events)
+        with self._sessions.begin() as session:
+            begin_write(session)
+            return self.apply(session, resolved, now)
+
+    def resolve(self, events: Sequence[PresenceEvent], source: str = "gateway") -> list[Resolved]:
+        """Whose app token, wearable or key fob each event saw; in memory, before the transaction.
+
+        ``source`` is recorded with each event: ``gateway`` or ``app`` (a check-in).
+        """
+        if any(event.subject.type in _RESOLVABLE for event in events):
+            self._directory.refresh()
+        resolved = []
+        for event in events:
+            shopper = None
+            if event.subject.type == SubjectType.APP:
+                shopper = self._directory.resolve(event.subject.ref, event.ts)
+            elif event.subject.type in _RESOLVABLE:
+                shopper = self._directory.resolve_device(event.subject.ref)
+            resolved.append(Resolved.of(event, shopper, source))
+        return resolved
+
+    def apply(
+        self, session: Session, batch: Sequence[Resolved], now: datetime
+    ) -> list[PresenceOutcome]:
+        """Apply a resolved batch inside the caller's write transaction (see ``begin_write``)."""
+        if not batch:
+            return []
+        lock_keys(session, _lock_keys(batch))
+        new = _insert_new_events(session, batch, now)
+        fresh = [batch[i] for i in new]
+        visits = _stitch_visits(session, fresh)
+        decided = self._candidates(fresh, visits)
+        results = dict(
+            zip(
+                decided,
+                decide_batch(session, list(decided.values()), self._policy, now),
+                strict=True,
+            )
+        )
+
+        stored = set(new)
+        opened = _opened_by(session, [item for i, item in enumerate(batch) if i not in stored])
+        outcomes = [
+            PresenceOutcome(duplicate=True, opened_visit=item.event.event_id in opened)
+            for item in batch
+        ]
+        for position, index in enumerate(new):
+            item = batch[index]
+            outcomes[index] = PresenceOutcome(
+                duplicate=False,
+                shopper_id=item.shopper.shopper_id if item.shopper else None,
+                visit_id=visits[position].id,
+                verdicts=results[position].verdicts if position in results else (),
+                notification=results[position].notification if position in results else None,
+                opened_visit=visits[position].opened_by == item.event.event_id,
+            )
+        return outcomes
+
+    def _candidates(
+        self, fresh: Sequence[Resolved], visits: Sequence[_WorkingVisit]
+    ) -> dict[int, Candidate]:
+        """The events, by position in ``fresh``, that campaigns decide on."""
+        return {
+            position: Candidate(
+                item.event,
+                item.shopper.shopper_id,
+                visits[position].id,
+                visits[position].state.started_at,
+            )
+            for position, item in enumerate(fresh)
+            if item.may_get_offer and item.shopper is not None
+        }
+
+
+def _lock_keys(batch: Sequence[Resolved]) -> set[int]:
+    keys = set()
+    for item in batch:
+        keys.add(lock_key("visit", *item.visit_key))
+        if item.may_get_offer and item.shopper is not None:
+            keys.add(lock_key("offers", item.shopper.shopper_id))
+    return keys
+
+
+def _opened_by(session: Session, redelivered: Sequence[Resolved]) -> set[str]:
+    """Which of the ``redelivered`` events (stored before) began their visit.
+
+    What is derived from an event again after a redelivery (its time-series points) needs it.
+    Told by the visit that starts when the event began and carries its subject; a visit whose
+    start a late, earlier event moved back no longer names its first event.
+    """
+    if not redelivered:
+        return set()
+    refs = sorted({item.event.subject.ref for item in redelivered})
+    rows = session.execute(
+        sa.select(
+            VISITS.c.store_id, VISITS.c.subject_type, VISITS.c.subject_ref, VISITS.c.started_at
+        ).where(VISITS.c.subject_ref.in_(refs))
+    )
+    starts = {(r.store_id, r.subject_type, r.subject_ref, _utc(r.started_at)) for r in rows}
+    return {
+        item.event.event_id
+        for item in redelivered
+        if (
+            item.event.store_id,
+            _VALUE[item.event.subject.type],
+            item.event.subject.ref,
+            _utc(min(item.event.ts - timedelta(seconds=item.event.dwell_s), item.event.ts)),
+        )
+        in starts
+    }
+
+
+def _utc(at: datetime) -> datetime:
+    """Naive UTC, whether the database gave it with a time zone or without."""
+    return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at
+
+
+def _insert_new_events(session: Session, batch: Sequence[Resolved], now: datetime) -> list[int]:
+    """Store the events not stored yet; the positions in ``batch`` of those that were new."""
+    first: dict[str, int] = {}
+    for index, item in enumerate(batch):
+        first.setdefault(item.event.event_id, index)
+    # In event_id order: two workers inserting overlapping batches lock the unique index
+    # entries in the same order, so neither waits for the other in a cycle.
+    rows = [_event_row(batch[index], now) for _, index in sorted(first.items())]
+    inserted = set(
+        bulk.insert(session, EVENTS, rows, skip_conflicts_on="event_id", returning="event_id")
+    )
+    return [index for event_id, index in first.items() if event_id in inserted]
+
+
+def _event_row(item: Resolved, now: datetime) -> dict[str, Any]:
+    event = item.event
+    return {
+        "event_id": event.event_id,
+        "store_id": event.store_id,
+        "gateway_id": event.gateway_id,
+        "zone_id": event.zone_id,
+        "kind": _VALUE[event.kind],
+        "subject_type": _VALUE[event.subject.type],
+        "subject_ref": event.subject.ref,
+        "shopper_id": item.tracked_id,
+        "ts": event.ts,
+        "dwell_s": event.dwell_s,
+        "rssi": event.rssi,
+        "distance_m": event.distance_m,
+        "received_at": now,
+        "source": item.source,
+    }
+
+
+def _state(row: sa.Row[Any]) -> VisitState:
+    return VisitState(
+        started_at=row.started_at,
+        last_seen_at=row.last_seen_at,
+        ended_at=row.ended_at,
+        zones=tuple(row.zones),
+        presence=presence_from_json(row.presence),
+    )
+
+
+def _visit_key(row: sa.Row[Any]) -> VisitKey:
+    if row.shopper_id is not None:
+        return (row.store_id, "shopper", row.shopper_id)
+    return (row.store_id, row.subject_type, row.subject_ref)
+
+
+def _latest_visits(session: Session, fresh: Sequence[Resolved]) -> dict[VisitKey, _WorkingVisit]:
+    """Each subject's latest visit that is open, or ended after the earliest presence began."""
+    if not fresh:
+        return {}
+    wanted = {item.visit_key for item in fresh}
+    refs = {ref for _, kind, ref in wanted if kind != "shopper"}
+    shoppers = {shopper for _, kind, shopper in wanted if kind == "shopper"}
+    # A dwell or exit says since when its subject has been in the zone (see visits.stitch).
+    since = min(item.event.ts - timedelta(seconds=item.event.dwell_s) for item in fresh)
+    recent = sa.or_(VISITS.c.ended_at.is_(None), VISITS.c.ended_at >= since)
+    # By ref or by shopper alone, which the indexes lead with and which are nearly unique;
+    # the rest of the key is checked here (a planner offered store or shopper_id IS NULL as
+    # well may prefer an index that reads far more rows).
+    queries = []
+    if refs:
+        queries.append(sa.select(VISITS).where(VISITS.c.subject_ref.in_(sorted(refs)), recent))
+    if shoppers:
+        queries.append(sa.select(VISITS).where(VISITS.c.shopper_id.in_(sorted(shoppers)), recent))
+    latest: dict[VisitKey, _WorkingVisit] = {}
+    for query in queries:
+        for row in session.execute(query):
+            key = _visit_key(row)
+            if key not in wanted:
+                continue
+            known = latest.get(key)
+            if known is None or (row.last_seen_at, row.id) > (known.state.last_seen_at, known.id):
+                latest[key] = _WorkingVisit(
+                    row.id,
+                    row.store_id,
+                    row.subject_type,
+                    row.subject_ref,
+                    row.shopper_id,
+                    _state(row),
+                )
+    return latest
+
+
+def _stitch_visits(session: Session, fresh: Sequence[Resolved]) -> list[_WorkingVisit]:
+    """Stitch the new events onto visits, in order; the visit of each event."""
+    latest = _latest_visits(session, fresh)
+    touched: dict[int, _WorkingVisit] = {}
+    of_event: list[_WorkingVisit] = []
+    for item in fresh:
+        event = item.event
+        key = item.visit_key
+        visit = latest.get(key)
+        sighting = Sighting(event.kind, event.zone_id, event.subject.ref, event.ts, event.dwell_s)
+        stitched = stitch(visit.state if visit else None, sighting)
+        if visit is not None and stitched.abandoned is not None:
+            visit.state = stitched.abandoned
+            touched[id(visit)] = visit
+        if visit is None or stitched.opened:
+            visit = _WorkingVisit(
+                None,
+                event.store_id,
+                _VALUE[event.subject.type],
+                event.subject.ref,
+                item.tracked_id,
+                stitched.visit,
+                opened_by=event.event_id,
+            )
+            latest[key] = visit
+        visit.state = stitched.visit
+        touched[id(visit)] = visit
+        of_event.append(visit)
+    _write_visits(session, list(touched.values()))
+    return of_event
+
+
+def _visit_values(visit: _WorkingVisit) -> dict[str, Any]:
+    state = visit.state
+    return {
+        "started_at": state.started_at,
+        "last_seen_at": state.last_seen_at,
+        "ended_at": state.ended_at,
+        "zones": list(state.zones),
+        "presence": presence_to_json(state.presence),
+        "dwell_s": state.dwell_s,
+    }
+
+
+def _write_visits(session: Session, touched: Sequence[_WorkingVisit]) -> None:
+    # Updates in id order, so that two transactions never wait for each other's rows in a cycle.
+    existing = sorted((v for v in touched if v.id is not None), key=lambda v: v.id or 0)
+    created = [v for v in touched if v.id is None]
+    bulk.update_by_id(session, VISITS, [{"id": v.id, **_visit_values(v)} for v in existing])
+    for visit, visit_id in zip(
+        created, bulk.allocate_ids(session, VISITS, len(created)), strict=True
+    ):
+        visit.id = visit_id
+    bulk.insert(
+        session,
+        VISITS,
+        [
+            {
+                "id": visit.id,
+                "store_id": visit.store_id,
+                "subject_type": visit.subject_type,
+                "subject_ref": visit.subject_ref,
+                "shopper_id": visit.shopper_id,
+                **_visit_values(visit),
+            }
+            for visit in created
+        ],
+    )

@@ -1,0 +1,1 @@
+"""Stage 3, match: campaigns, and the decision of who gets which offer."""

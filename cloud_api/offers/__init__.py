@@ -1,0 +1,1 @@
+"""Stage 4, offer: offer codes and their redemption."""

@@ -1,0 +1,1 @@
+"""Shoppers: consent, devices, loyalty, and their personal data on request."""

@@ -1,0 +1,1 @@
+"""Footfall and engagement statistics: pure functions, and the queries that feed them."""

@@ -1,0 +1,1 @@
+"""Stage 2, store: the database, its tables and their Alembic migrations."""

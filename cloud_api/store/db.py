@@ -1,0 +1,130 @@
+"""The database engine and sessions: SQLite for a single store or the demo, PostgreSQL at scale.
+
+The schema is Alembic's (``cloud_api.store.migrate``): the app upgrades the database when it starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from cloud_api.store.models import Base
+
+# How long a SQLite writer waits for another one (the API and each consumer) before giving up.
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+def normalised_url(database_url: str) -> URL:
+    url = make_url(database_url)
+    # Plain postgresql:// means psycopg2 to SQLAlchemy, which storelink does not install.
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        # Each connection would get its own empty database: the consumer would write where
+        # the API never reads.
+        raise ValueError(f"{database_url!r}: use a SQLite file, e.g. sqlite:///./storelink.db")
+    return url
+
+
+def use_wal(dbapi_connection: sqlite3.Connection) -> None:
+    """Put the SQLite file in WAL mode, which lets the HTTP API read while a consumer writes.
+
+    The mode stays set in the file. Switching a new file needs it to itself for a moment, and
+    SQLite answers "locked" at once rather than waiting: several workers starting together on
+    a new file retry until the first one has switched it.
+    """
+    # synchronous stays FULL: the consumer acknowledges an event to the broker once it is
+    # committed, so a commit must survive a power cut too. Batches make the fsyncs few.
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    cursor = dbapi_connection.cursor()
+    try:
+        while True:
+            try:
+                if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    cursor.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+    finally:
+        cursor.close()
+
+
+def make_engine(database_url: str) -> sa.Engine:
+    url = normalised_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True)
+    # The MQTT consumer threads and the HTTP worker threads each use their own session.
+    engine = sa.create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S}
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+        use_wal(dbapi_connection)
+
+    return engine
+
+
+def make_sessionmaker(engine: sa.Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def is_sqlite(session: Session) -> bool:
+    return session.get_bind().dialect.name == "sqlite"
+
+
+def begin_write(session: Session) -> None:
+    """Start the session's transaction as a writer, before its first read.
+
+    On SQLite a transaction that reads and then writes fails at once ("database is locked",
+    without waiting) when another connection committed in between; taking the write lock up
+    front makes it wait its turn instead. PostgreSQL needs nothing: see ``lock_keys``.
+    """
+    if is_sqlite(session):
+        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def lock_key(*parts: str) -> int:
+    """A signed 64-bit key for PostgreSQL's advisory locks, the same in every process."""
+    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def lock_keys(session: Session, keys: Iterable[int]) -> None:
+    """Hold PostgreSQL advisory locks on ``keys`` until the transaction ends.
+
+    Two workers whose batches touch the same subject take turns; every worker takes its locks
+    in ascending order, so no two wait for each other. On SQLite, a no-op: ``begin_write``
+    already serialises writers.
+    """
+    ordered = sorted(set(keys))
+    if not ordered or is_sqlite(session):
+        return
+    session.execute(
+        sa.text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS BIGINT[])) AS k"),
+        {"keys": ordered},
+    )
+
+
+def upsert(session: Session, model: type[Base] | sa.Table) -> sqlite.Insert | postgresql.Insert:
+    """An INSERT with ON CONFLICT clauses, which both supported databases speak.
+
+    Whether it wrote a row shows in a RETURNING clause, not in ``rowcount``: psycopg reports
+    -1 for an INSERT that SQLAlchemy gave an implicit RETURNING.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(model)
+    return sqlite.insert(model)
