@@ -158,7 +158,8 @@ def test_registration_returns_the_app_key_once(cloud: Cloud) -> None:
     assert created["consent"]["personal_offers"] is True
     assert created["consent"]["text_version"] == "2030-01"
 
-    read = cloud.client.get(f"/v1/shoppers/{shopper_id}")
+    assert cloud.client.get(f"/v1/shoppers/{shopper_id}").status_code == 401
+    read = cloud.client.get(f"/v1/shoppers/{shopper_id}", headers=ADMIN_HEADERS)
     assert read.status_code == 200
     assert "app_key" not in read.json()
     assert created["app_key"] not in read.text
@@ -202,7 +203,7 @@ def test_consent_must_be_explicit(cloud: Cloud, body: dict[str, Any]) -> None:
 
 
 def test_unknown_shopper_is_404(cloud: Cloud) -> None:
-    response = cloud.client.get("/v1/shoppers/shp_nobody")
+    response = cloud.client.get("/v1/shoppers/shp_nobody", headers=ADMIN_HEADERS)
     assert response.status_code == 404
     assert "shp_nobody" in response.json()["detail"]
 

@@ -150,7 +150,11 @@ def _get(session: SessionDep, shopper_id: str) -> Shopper:
 
 
 @router.get("/{shopper_id}")
-def read_shopper(shopper_id: str, session: SessionDep) -> ShopperOut:
+def read_shopper(
+    shopper_id: str, request: Request, session: SessionDep, context: ContextDep
+) -> ShopperOut:
+    """The shopper's name and consent: for their own app (signed) or the administrator."""
+    _shopper_or_admin(context, session, shopper_id, request)
     return _out(_get(session, shopper_id))
 
 
