@@ -128,6 +128,11 @@ def _companies() -> dict[int, tuple[str, DeviceClass | None]]:
     }
 
 
+def classified_company_ids() -> frozenset[int]:
+    """Company identifiers whose manufacturer data names a device class (Samsung, Garmin, ...)."""
+    return frozenset(cid for cid, (_, device_class) in _companies().items() if device_class)
+
+
 def _member_uuid(key: Any) -> int | None:
     """bluetooth-numbers 1.1.2 writes member UUIDs' decimal values behind 0x (0x65236 for
     65236 = 0xFED4); both that and a correct key give the UUID."""
@@ -156,6 +161,11 @@ def _service_owners() -> dict[str, tuple[str, DeviceClass | None]]:
         if member is not None and member != key:
             owners[_uuid16(member)] = name
     return {uuid: (name, _vendor_class(name)) for uuid, name in owners.items()}
+
+
+def classified_member_uuids() -> frozenset[str]:
+    """16-bit member service UUIDs (full strings) whose owner names a device class."""
+    return frozenset(uuid for uuid, (_, device_class) in _service_owners().items() if device_class)
 
 
 def company_name(company_id: int) -> str | None:

@@ -30,6 +30,7 @@ from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 
 from gateway.config import GatewaySettings
 from gateway.decode.ad import canonical_ad_bytes, raw_bytes
+from gateway.passive import scanner_kwargs
 from gateway.sources_replay import RecordedAdvert, header
 from storelink.clock import Clock
 
@@ -110,16 +111,14 @@ async def record_adverts(
 ) -> dict[str, Any]:
     """Record until ``stop`` is set or ``duration_s`` of ``clock`` time passed; a summary."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    scanner_kwargs = dict(backend_kwargs or {})
-    if settings.adapter is not None:
-        scanner_kwargs["bluez"] = {"adapter": settings.adapter}
+    bleak_kwargs = scanner_kwargs(settings, backend_kwargs)
     with path.open("w", encoding="utf-8") as out:
         recorder = AdvertRecorder(out, clock, source=settings.scanner)
         scanner = BleakScanner(
             detection_callback=recorder.on_advertisement,
             scanning_mode=settings.scanning_mode,
             backend=backend,
-            **scanner_kwargs,
+            **bleak_kwargs,
         )
         await scanner.start()
         logger.info("recording adverts to %s", path)

@@ -19,6 +19,7 @@ from bleak.backends.scanner import BaseBleakScanner
 from pydantic import ValidationError
 
 from gateway.config import GatewaySettings
+from gateway.passive import scanner_kwargs
 from gateway.pipeline import GatewayPipeline
 from gateway.publish import MqttPublisher
 from gateway.remote_config import RemoteConfig, persisted_config_path
@@ -88,16 +89,14 @@ async def run_gateway(
             store_sightings_subscription(settings.store_id), SIGHTINGS_QOS, on_sightings
         )
 
-    scanner_kwargs = dict(backend_kwargs or {})
-    if settings.adapter is not None:
-        scanner_kwargs["bluez"] = {"adapter": settings.adapter}
+    bleak_kwargs = scanner_kwargs(settings, backend_kwargs)
 
     def make_scanner() -> BleakScanner:
         return BleakScanner(
             detection_callback=pipeline.on_advertisement,
             scanning_mode=settings.scanning_mode,
             backend=backend,
-            **scanner_kwargs,
+            **bleak_kwargs,
         )
 
     def count_restart() -> None:
