@@ -146,6 +146,11 @@ class Subject(_Message):
         AfterValidator(_not_a_mac),
     ]
 
+    def __hash__(self) -> int:
+        # The gateway keys every per-subject table by Subject, several times per advert;
+        # pydantic's generic frozen-model hash costs about ten times this.
+        return hash((self.type, self.ref))
+
 
 class PresenceKind(StrEnum):
     ENTER = "enter"
