@@ -97,7 +97,7 @@ class GatewaySettings(StorelinkSettings):
         default=5, ge=1, le=64, description="samples in the median filter's window"
     )
     exit_interval_margin: float = Field(
-        default=0.0,
+        default=20.0,
         ge=0,
         description=(
             "a subject has left after this many of its own learned advertising intervals plus "
@@ -105,7 +105,7 @@ class GatewaySettings(StorelinkSettings):
         ),
     )
     exit_floor_s: float = Field(
-        default=5.0, ge=0, description="added to the learned-interval exit delay"
+        default=8.0, ge=0, description="added to the learned-interval exit delay"
     )
     enter_confirm_s: float = Field(
         default=0.0,
