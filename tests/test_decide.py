@@ -111,6 +111,18 @@ def test_the_same_facts_give_the_same_verdict() -> None:
     assert one(campaign, who=who) == one(campaign, who=who)
 
 
+def test_a_campaign_edited_under_the_same_id_is_decided_as_it_is_now() -> None:
+    """What the decision works out once per campaign must follow the campaign, not its id."""
+    before = spec(conditions={"cart_min_age_s": 60}, limits={"budget_offers": 5})
+    who = shopper(carts=[cart(timedelta(minutes=30))])
+    assert one(before, who=who, budget={"c1": 1}).outcome == Outcome.OFFERED
+    after = spec(conditions={"cart_min_age_s": 3600}, limits={"budget_offers": 1})
+    verdict = one(after, who=who, budget={"c1": 1})
+    assert failed(verdict) == ["cart_age", "budget"]
+    assert [c.reason for c in verdict.failed] == ["0 abandoned for >= 3600 s", "1 of 1 offers made"]
+    assert one(before, who=who, budget={"c1": 1}).outcome == Outcome.OFFERED
+
+
 def test_without_consent_nothing_is_offered() -> None:
     verdict = one(spec(), who=shopper(personal_offers=False))
     assert verdict.outcome == Outcome.INELIGIBLE

@@ -19,6 +19,7 @@ import math
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import cache
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -122,11 +123,25 @@ def _sqlite_converters(table: sa.Table, names: tuple[str, ...]) -> tuple[Convert
 def _sqlite_rows(
     table: sa.Table, names: Sequence[str], rows: Sequence[dict[str, Any]]
 ) -> list[tuple[Any, ...]]:
-    pairs = list(zip(names, _sqlite_converters(table, tuple(names)), strict=True))
-    return [
-        tuple(row[name] if convert is None else convert(row[name]) for name, convert in pairs)
-        for row in rows
+    # Per row, C picks the values and only the columns that need it are converted: a generator
+    # over every column of every row cost more than the INSERT itself.
+    pick: Callable[[dict[str, Any]], tuple[Any, ...]] = (
+        itemgetter(*names) if len(names) > 1 else lambda row: (row[names[0]],)
+    )
+    converted = [
+        (position, convert)
+        for position, convert in enumerate(_sqlite_converters(table, tuple(names)))
+        if convert is not None
     ]
+    if not converted:
+        return [pick(row) for row in rows]
+    values: list[tuple[Any, ...]] = []
+    for row in rows:
+        picked = list(pick(row))
+        for position, convert in converted:
+            picked[position] = convert(picked[position])
+        values.append(tuple(picked))
+    return values
 
 
 def insert(

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from functools import cached_property
@@ -131,14 +131,200 @@ class Verdict:
         return tuple(check for check in self.checks if not check.passed)
 
 
-@dataclass
-class _Running:
-    """What the decisions of one event already did, for the campaigns after them."""
+class _Plan:
+    """A campaign's constant parts, worked out once: the decision runs for every presence event
+    of a batch against the same campaigns, and building reasons and windows per event was most
+    of its time."""
 
-    past: list[PastDecision]
-    budget_used: dict[str, int]
-    decided: bool = False
-    made: list[Verdict] = field(default_factory=list)
+    __slots__ = (
+        "active",
+        "age_high",
+        "age_low",
+        "age_window",
+        "budget",
+        "cooldown",
+        "cooldown_delta",
+        "holdout",
+        "matching_items",
+        "needs_cart",
+        "order",
+        "quiet",
+        "quiet_suffix",
+        "segment_checks",
+        "spec",
+        "store_checks",
+        "value_high",
+        "value_low",
+        "value_span",
+        "weekly_cap",
+    )
+
+    def __init__(self, spec: CampaignSpec) -> None:
+        conditions, limits = spec.conditions, spec.limits
+        self.spec = spec
+        self.order = (-spec.priority, spec.id)
+        self.active = _check_active_fixed(spec)
+        self.store_checks: dict[str, Check] = {}
+        self.needs_cart = conditions.needs_cart
+        self.age_low: timedelta | None = None
+        self.age_high: timedelta | None = None
+        self.age_window = ""
+        if conditions.cart_min_age_s is not None or conditions.cart_max_age_s is not None:
+            low = timedelta(seconds=conditions.cart_min_age_s or 0.0)
+            high = (
+                timedelta(seconds=conditions.cart_max_age_s)
+                if conditions.cart_max_age_s is not None
+                else None
+            )
+            self.age_low, self.age_high = low, high
+            self.age_window = (
+                f"{low.total_seconds():g} s to {high.total_seconds():g} s"
+                if high
+                else f">= {low.total_seconds():g} s"
+            )
+        self.value_low: Decimal | None = None
+        self.value_high = conditions.cart_max_value
+        self.value_span = ""
+        if conditions.cart_min_value is not None or conditions.cart_max_value is not None:
+            self.value_low = conditions.cart_min_value or Decimal(0)
+            self.value_span = (
+                f"{self.value_low}..{self.value_high}"
+                if self.value_high is not None
+                else f">= {self.value_low}"
+            )
+        self.cooldown = limits.cart_cooldown_s
+        self.cooldown_delta = (
+            timedelta(seconds=self.cooldown) if self.cooldown is not None else None
+        )
+        self.matching_items = spec.reward.applies_to == "matching_items"
+        self.weekly_cap = limits.per_shopper_per_week
+        self.quiet = limits.quiet_hours()
+        self.quiet_suffix = (
+            f" {limits.timezone}, quiet {limits.quiet_start}-{limits.quiet_end}"
+            if self.quiet is not None
+            else ""
+        )
+        self.budget = limits.budget_offers
+        self.segment_checks: dict[Segment | None, Check] = {}
+        self.holdout = Check(
+            "holdout", True, f"in the {spec.holdout_share:.0%} holdout: recorded, not sent"
+        )
+
+    def store_check(self, store_id: str) -> Check:
+        check = self.store_checks.get(store_id)
+        if check is None:
+            check = _check_store(self.spec, store_id)
+            self.store_checks[store_id] = check
+        return check
+
+    def segment_check(self, segment: Segment | None) -> Check:
+        check = self.segment_checks.get(segment)
+        if check is None:
+            check = _check_segment(self.spec, segment)
+            self.segment_checks[segment] = check
+        return check
+
+
+# Plans by the identity of their spec (kept alive in the entry, so the id is not reused). The
+# campaigns are loaded once per batch, so this stays small; it is emptied when it is not.
+_PLANS: dict[int, _Plan] = {}
+_PLANS_KEPT = 4096
+
+
+def _plan(spec: CampaignSpec) -> _Plan:
+    plan = _PLANS.get(id(spec))
+    if plan is None or plan.spec is not spec:
+        if len(_PLANS) >= _PLANS_KEPT:
+            _PLANS.clear()
+        plan = _PLANS[id(spec)] = _Plan(spec)
+    return plan
+
+
+_CONSENTED = Check("consent", True, "agreed to personal offers")
+_NOT_CONSENTED = Check("consent", False, "has not agreed to personal offers")
+_FIRST = Check("one_per_event", True, "first")
+_ALREADY = Check("one_per_event", False, "an earlier campaign already decided this event")
+
+
+class _Running:
+    """One event's decision so far: what earlier campaigns did, and the facts every campaign
+    reads, worked out once."""
+
+    __slots__ = (
+        "budget_used",
+        "daily_cap",
+        "daily_check",
+        "decided",
+        "local_times",
+        "moment",
+        "open_carts",
+        "open_check",
+        "past",
+        "shopper",
+        "today",
+        "week",
+    )
+
+    def __init__(
+        self,
+        moment: Moment,
+        shopper: ShopperFacts,
+        budget_used: Mapping[str, int],
+        daily_cap: int | None,
+    ) -> None:
+        at = moment.at
+        self.moment = moment
+        self.shopper = shopper
+        self.past = list(shopper.past)
+        self.budget_used = dict(budget_used)
+        self.decided = False
+        # An offer dated after ``at`` (events out of order) counts too.
+        day_ago, week_ago = at - DAY, at - WEEK
+        self.today = sum(1 for p in self.past if p.at > day_ago)
+        self.week: dict[str, int] = {}
+        for p in self.past:
+            if p.at > week_ago:
+                self.week[p.campaign_id] = self.week.get(p.campaign_id, 0) + 1
+        self.daily_cap = daily_cap
+        self.daily_check: Check | None = None
+        self.open_carts: list[CartFacts] | None = None
+        self.open_check: Check | None = None
+        self.local_times: dict[str, tuple[time, str]] = {}
+
+    def record(self, campaign_id: str, cart_id: str | None, offer: bool) -> None:
+        """An offer or holdout just decided: it counts for the caps of the campaigns after."""
+        self.decided = True
+        self.past.append(PastDecision(campaign_id, self.moment.at, cart_id))
+        self.today += 1
+        self.daily_check = None
+        self.week[campaign_id] = self.week.get(campaign_id, 0) + 1
+        if offer:
+            self.budget_used[campaign_id] = self.budget_used.get(campaign_id, 0) + 1
+
+    def carts(self) -> tuple[list[CartFacts], Check]:
+        if self.open_carts is None or self.open_check is None:
+            now = self.moment.at
+            self.open_carts = [
+                c
+                for c in self.shopper.carts
+                if c.items and c.status != ORDERED and c.updated_at <= now
+            ]
+            count = len(self.open_carts)
+            self.open_check = Check("cart", bool(count), f"{count} carts with items and no order")
+        return self.open_carts, self.open_check
+
+    def daily(self, cap: int) -> Check:
+        if self.daily_check is None:
+            today = self.today
+            self.daily_check = Check("daily_cap", today < cap, f"{today} offers in 24 h, cap {cap}")
+        return self.daily_check
+
+    def local_time(self, timezone: str) -> tuple[time, str]:
+        local = self.local_times.get(timezone)
+        if local is None:
+            clock = self.moment.at.astimezone(ZoneInfo(timezone)).time()
+            local = self.local_times[timezone] = (clock, f"{clock.hour:02d}:{clock.minute:02d}")
+        return local
 
 
 def is_held_out(shopper_id: str, campaign_id: str, share: float) -> bool:
@@ -157,68 +343,70 @@ def decide(
     daily_cap: int | None,
 ) -> list[Verdict]:
     """One verdict per campaign, highest priority first; at most one is offered or held out."""
-    running = _Running(list(shopper.past), dict(budget_used))
+    running = _Running(moment, shopper, budget_used, daily_cap)
     verdicts = []
-    for spec in sorted(campaigns, key=lambda c: (-c.priority, c.id)):
-        verdict = _verdict(moment, shopper, spec, running, daily_cap)
-        if verdict.outcome != Outcome.INELIGIBLE:
-            running.decided = True
-            running.past.append(PastDecision(spec.id, moment.at, verdict.cart_id))
-            if verdict.outcome == Outcome.OFFERED:
-                running.budget_used[spec.id] = running.budget_used.get(spec.id, 0) + 1
+    for plan in sorted(map(_plan, campaigns), key=_order):
+        verdict = _verdict(plan, running)
+        if verdict.outcome is not Outcome.INELIGIBLE:
+            running.record(plan.spec.id, verdict.cart_id, verdict.outcome is Outcome.OFFERED)
         verdicts.append(verdict)
     return verdicts
+
+
+def _order(plan: _Plan) -> tuple[int, str]:
+    return plan.order
 
 
 def offered(verdicts: Sequence[Verdict]) -> Verdict | None:
     return next((v for v in verdicts if v.outcome == Outcome.OFFERED), None)
 
 
-def _verdict(
-    moment: Moment,
-    shopper: ShopperFacts,
-    spec: CampaignSpec,
-    running: _Running,
-    daily_cap: int | None,
-) -> Verdict:
+def _verdict(plan: _Plan, running: _Running) -> Verdict:
+    spec, moment, shopper = plan.spec, running.moment, running.shopper
+    active = plan.active or _check_schedule(spec, moment.at)
     checks = [
-        _check_active(spec, moment.at),
-        _check_store(spec, moment.store_id),
+        active,
+        plan.store_check(moment.store_id),
         _check_trigger(spec, moment, shopper.visit_starts),
-        Check(
-            "consent",
-            shopper.personal_offers,
-            "agreed to personal offers"
-            if shopper.personal_offers
-            else "has not agreed to personal offers",
-        ),
-        _check_segment(spec, shopper.segment),
+        _CONSENTED if shopper.personal_offers else _NOT_CONSENTED,
+        plan.segment_check(shopper.segment),
     ]
-    cart_checks, cart, items = _cart_checks(spec, moment, shopper.carts, running.past)
-    checks.extend(cart_checks)
-    checks.extend(_limit_checks(spec, moment.at, running, daily_cap))
-    if not all(check.passed for check in checks):
-        return Verdict(spec.id, Outcome.INELIGIBLE, tuple(checks), cart.cart_id if cart else None)
+    cart: CartFacts | None = None
+    items: tuple[CartLine, ...] = ()
+    if plan.needs_cart:
+        cart, items = _cart_checks(plan, running, checks)
+    _limit_checks(plan, running, checks)
     cart_id = cart.cart_id if cart else None
+    for check in checks:
+        if not check.passed:
+            return Verdict(spec.id, Outcome.INELIGIBLE, tuple(checks), cart_id)
     if is_held_out(shopper.shopper_id, spec.id, spec.holdout_share):
-        checks.append(
-            Check("holdout", True, f"in the {spec.holdout_share:.0%} holdout: recorded, not sent")
-        )
+        checks.append(plan.holdout)
         return Verdict(spec.id, Outcome.HELD_OUT, tuple(checks), cart_id)
     return Verdict(
         spec.id, Outcome.OFFERED, tuple(checks), cart_id, _terms(spec, moment.at, cart, items)
     )
 
 
-def _check_active(spec: CampaignSpec, at: datetime) -> Check:
-    limits = spec.limits
+_RUNNING = Check("schedule", True, "running")
+
+
+def _check_active_fixed(spec: CampaignSpec) -> Check | None:
+    """The schedule check when it does not depend on the time: paused, or no dates set."""
     if not spec.active:
         return Check("schedule", False, "the campaign is paused")
+    if spec.limits.starts_at is None and spec.limits.ends_at is None:
+        return _RUNNING
+    return None
+
+
+def _check_schedule(spec: CampaignSpec, at: datetime) -> Check:
+    limits = spec.limits
     if limits.starts_at is not None and at < limits.starts_at:
         return Check("schedule", False, f"starts at {limits.starts_at.isoformat()}")
     if limits.ends_at is not None and at >= limits.ends_at:
         return Check("schedule", False, f"ended at {limits.ends_at.isoformat()}")
-    return Check("schedule", True, "running")
+    return _RUNNING
 
 
 def _check_store(spec: CampaignSpec, store_id: str) -> Check:
@@ -265,49 +453,32 @@ def _check_segment(spec: CampaignSpec, segment: Segment | None) -> Check:
 
 
 def _cart_checks(
-    spec: CampaignSpec,
-    moment: Moment,
-    carts: Sequence[CartFacts],
-    past: Sequence[PastDecision],
-) -> tuple[list[Check], CartFacts | None, tuple[CartLine, ...]]:
+    plan: _Plan, running: _Running, checks: list[Check]
+) -> tuple[CartFacts | None, tuple[CartLine, ...]]:
     """Filter the carts condition by condition; the most recently touched survivor is chosen."""
-    conditions = spec.conditions
-    if not conditions.needs_cart:
-        return [], None, ()
+    spec, moment = plan.spec, running.moment
     now = moment.at
-    checks = []
-    left = [c for c in carts if c.items and c.status != ORDERED and c.updated_at <= now]
-    checks.append(Check("cart", bool(left), f"{len(left)} carts with items and no order"))
-    if conditions.cart_min_age_s is not None or conditions.cart_max_age_s is not None:
-        low = timedelta(seconds=conditions.cart_min_age_s or 0.0)
-        high = (
-            timedelta(seconds=conditions.cart_max_age_s)
-            if conditions.cart_max_age_s is not None
-            else None
-        )
+    left, first = running.carts()
+    checks.append(first)
+    if plan.age_low is not None:
+        low, high = plan.age_low, plan.age_high
         left = [
             c
             for c in left
             if now - c.updated_at >= low and (high is None or now - c.updated_at <= high)
         ]
-        window = (
-            f"{low.total_seconds():g} s to {high.total_seconds():g} s"
-            if high
-            else f">= {low.total_seconds():g} s"
-        )
-        checks.append(Check("cart_age", bool(left), f"{len(left)} abandoned for {window}"))
-    if conditions.cart_min_value is not None or conditions.cart_max_value is not None:
-        low_value = conditions.cart_min_value or Decimal(0)
-        high_value = conditions.cart_max_value
+        checks.append(Check("cart_age", bool(left), f"{len(left)} abandoned for {plan.age_window}"))
+    if plan.value_low is not None:
+        low_value, high_value = plan.value_low, plan.value_high
         left = [
             c
             for c in left
             if c.value >= low_value and (high_value is None or c.value <= high_value)
         ]
-        span = f"{low_value}..{high_value}" if high_value is not None else f">= {low_value}"
-        checks.append(Check("cart_value", bool(left), f"{len(left)} worth {span}"))
-    category = conditions.zone_categories.get(moment.zone_id)
-    if conditions.zone_categories:
+        checks.append(Check("cart_value", bool(left), f"{len(left)} worth {plan.value_span}"))
+    zone_categories = spec.conditions.zone_categories
+    category = zone_categories.get(moment.zone_id)
+    if zone_categories:
         if category is None:
             left = []
             checks.append(Check("zone_category", False, f"zone {moment.zone_id} has no category"))
@@ -316,68 +487,46 @@ def _cart_checks(
             checks.append(
                 Check("zone_category", bool(left), f"{len(left)} hold {category} (the zone's)")
             )
-    cooldown = spec.limits.cart_cooldown_s
-    if cooldown is not None:
-        since = now - timedelta(seconds=cooldown)
-        recent = {p.cart_id for p in past if p.campaign_id == spec.id and p.at > since}
+    if plan.cooldown_delta is not None:
+        since = now - plan.cooldown_delta
+        recent = {p.cart_id for p in running.past if p.campaign_id == spec.id and p.at > since}
         left = [c for c in left if c.cart_id not in recent]
         checks.append(
-            Check("cart_cooldown", bool(left), f"{len(left)} without an offer in {cooldown:g} s")
+            Check(
+                "cart_cooldown", bool(left), f"{len(left)} without an offer in {plan.cooldown:g} s"
+            )
         )
     if not left:
-        return checks, None, ()
-    cart = max(left, key=lambda c: (c.updated_at, c.cart_id))
+        return None, ()
+    cart = max(left, key=_recency)
     items = cart.items
-    if spec.reward.applies_to == "matching_items":
+    if plan.matching_items:
         items = tuple(line for line in cart.items if line.category == category)
-    return checks, cart, items
+    return cart, items
 
 
-def _limit_checks(
-    spec: CampaignSpec, at: datetime, running: _Running, daily_cap: int | None
-) -> list[Check]:
-    limits = spec.limits
-    checks = [
-        Check(
-            "one_per_event",
-            not running.decided,
-            "an earlier campaign already decided this event" if running.decided else "first",
-        )
-    ]
-    if daily_cap is not None:
-        # An offer dated after ``at`` (events out of order) counts too.
-        today = sum(1 for p in running.past if p.at > at - DAY)
-        checks.append(
-            Check("daily_cap", today < daily_cap, f"{today} offers in 24 h, cap {daily_cap}")
-        )
-    if limits.per_shopper_per_week is not None:
-        week = sum(1 for p in running.past if p.campaign_id == spec.id and p.at > at - WEEK)
-        cap = limits.per_shopper_per_week
+def _recency(cart: CartFacts) -> tuple[datetime, str]:
+    return cart.updated_at, cart.cart_id
+
+
+def _limit_checks(plan: _Plan, running: _Running, checks: list[Check]) -> None:
+    checks.append(_ALREADY if running.decided else _FIRST)
+    if running.daily_cap is not None:
+        checks.append(running.daily(running.daily_cap))
+    if plan.weekly_cap is not None:
+        week = running.week.get(plan.spec.id, 0)
+        cap = plan.weekly_cap
         checks.append(
             Check("weekly_cap", week < cap, f"{week} from this campaign in 7 days, cap {cap}")
         )
-    quiet = limits.quiet_hours()
-    if quiet is not None:
-        local = at.astimezone(ZoneInfo(limits.timezone)).time()
-        start, end = quiet
+    if plan.quiet is not None:
+        local, clock = running.local_time(plan.spec.limits.timezone)
+        start, end = plan.quiet
         silent = start <= local < end if start <= end else (local >= start or local < end)
-        checks.append(
-            Check(
-                "quiet_hours",
-                not silent,
-                f"{local:%H:%M} {limits.timezone}, quiet {limits.quiet_start}-{limits.quiet_end}",
-            )
-        )
-    if limits.budget_offers is not None:
-        used = running.budget_used.get(spec.id, 0)
-        checks.append(
-            Check(
-                "budget",
-                used < limits.budget_offers,
-                f"{used} of {limits.budget_offers} offers made",
-            )
-        )
-    return checks
+        checks.append(Check("quiet_hours", not silent, clock + plan.quiet_suffix))
+    if plan.budget is not None:
+        used = running.budget_used.get(plan.spec.id, 0)
+        checks.append(Check("budget", used < plan.budget, f"{used} of {plan.budget} offers made"))
 
 
 def _terms(
