@@ -29,6 +29,8 @@ from cloud_api.store.models import Shopper
 
 APP_SIGNATURE_HEADER = "X-Storelink-App-Signature"
 TIMESTAMP_HEADER = "X-Storelink-Timestamp"
+QUERY_SIGNATURE = "sig"
+QUERY_TIMESTAMP = "ts"
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -61,11 +63,26 @@ def _unauthorised(detail: str) -> HTTPException:
 
 
 def verify_app_request(
-    session: Session, shopper_id: str, request: Request, body: bytes, now: float, max_skew_s: float
+    session: Session,
+    shopper_id: str,
+    request: Request,
+    body: bytes,
+    now: float,
+    max_skew_s: float,
+    *,
+    query_signature: bool = False,
 ) -> Shopper:
-    """The shopper whose app key signed this request; 401 (or 404 for no such shopper) if not."""
+    """The shopper whose app key signed this request; 401 (or 404 for no such shopper) if not.
+
+    With ``query_signature``, the timestamp and signature may come as the query parameters
+    ``ts`` and ``sig`` instead: a web page's EventSource cannot set headers. Such a URL is as
+    short-lived as a signed request and names one path and method only.
+    """
     signature = request.headers.get(APP_SIGNATURE_HEADER)
     timestamp = request.headers.get(TIMESTAMP_HEADER)
+    if query_signature and signature is None and timestamp is None:
+        signature = request.query_params.get(QUERY_SIGNATURE)
+        timestamp = request.query_params.get(QUERY_TIMESTAMP)
     if signature is None or timestamp is None:
         raise _unauthorised(
             f"shopper app requests need {TIMESTAMP_HEADER} (unix seconds) and "

@@ -22,7 +22,7 @@ from typing import Annotated, Literal
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud_api.auth.app_auth import parse_body, raw_body, verify_app_request
@@ -37,6 +37,8 @@ KEEPALIVE_S = 15.0
 
 
 class ReceiptIn(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "opened"}]})
+
     status: Literal["delivered", "opened"]
 
 
@@ -100,9 +102,16 @@ def stream_notifications(
     context: ContextDep,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
-    """The shopper's offers as they are made (signed by the shopper's app, as its other calls)."""
+    """The shopper's offers as they are made, signed by the shopper's app as its other calls,
+    or, for a web page's EventSource, with the same timestamp and signature as ``?ts=&sig=``."""
     verify_app_request(
-        session, shopper_id, request, b"", time.time(), context.settings.app_signature_max_skew_s
+        session,
+        shopper_id,
+        request,
+        b"",
+        time.time(),
+        context.settings.app_signature_max_skew_s,
+        query_signature=True,
     )
     resume: int | None = None
     if last_event_id is not None:
