@@ -19,7 +19,6 @@ Run with ``.venv/bin/python bench/e2e.py [--shoppers N] [--rounds R]``; needs mo
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import statistics
 import sys
@@ -39,14 +38,10 @@ from fastapi.testclient import TestClient
 from cloud_api.app import create_app
 from cloud_api.config import CloudSettings
 from cloud_api.store.models import Offer
-from firmware_sim.scanner import SimScanner
-from firmware_sim.world import DEMO_STORE_BEACON_ID, demo_world
-from gateway.config import GatewaySettings
-from gateway.run import run_gateway
-from storelink.clock import ScaledClock
 from storelink.mqtt import make_client
 from storelink.wire import TOPIC_ROOT
 from tests.services import running_mosquitto
+from tests.simulated_store import run_simulated_store
 
 TOKEN = "bench-admin-token"
 ROUND_S = 40.0
@@ -77,45 +72,6 @@ class Phones:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-
-def scan(url: str, app_keys: list[bytes], rounds: int, outbox: Path) -> None:
-    clock = ScaledClock(speed=1.0)
-    settings = GatewaySettings(
-        mqtt_url=url,
-        mqtt_protocol="5",
-        store_id="store-1",
-        gateway_id="gw-1",
-        zone_id="entrance",
-        store_beacons=[DEMO_STORE_BEACON_ID],
-        outbox_path=str(outbox),
-    )
-    world = demo_world(
-        app_uuid=settings.app_uuid,
-        start=clock.now(),
-        app_keys=app_keys,
-        anonymous=4,
-        seed=11,
-        rounds=rounds,
-        round_s=ROUND_S,
-    )
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        task = asyncio.create_task(
-            run_gateway(
-                settings,
-                clock=clock,
-                backend=SimScanner,
-                backend_kwargs={"world": world, "gateway_id": "gw-1", "clock": clock},
-                stop=stop,
-            )
-        )
-        await asyncio.sleep((rounds - 1) * ROUND_S + 22.0)
-        stop.set()
-        await task
-
-    asyncio.run(main())
 
 
 def main() -> None:
@@ -152,7 +108,16 @@ def main() -> None:
             ).raise_for_status()
             phones = Phones(broker.url)
             try:
-                scan(broker.url, keys, args.rounds, Path(tmp) / "gateway-outbox.db")
+                run_simulated_store(
+                    broker.url,
+                    keys,
+                    Path(tmp) / "gateway-outbox.db",
+                    wall_seconds=(args.rounds - 1) * ROUND_S + 22.0,
+                    anonymous=4,
+                    seed=11,
+                    rounds=args.rounds,
+                    round_s=ROUND_S,
+                )
                 time.sleep(2.0)
             finally:
                 phones.close()

@@ -34,11 +34,10 @@ from cloud_api.deps import CloudContext
 from cloud_api.ingest.presence_service import PresenceService
 from cloud_api.match.campaigns import DEMO_CAMPAIGNS_FILE
 from cloud_api.match.offer_policy import offer_policy
-from firmware_sim.scanner import SimScanner
 from firmware_sim.scenario import load_scenario
 from firmware_sim.world import DEMO_STORE_BEACON_ID, demo_world
 from gateway.config import GatewaySettings
-from gateway.run import run_gateway
+from gateway.simulated import simulated_gateway
 from storelink.broker import EmbeddedBroker
 from storelink.clock import ScaledClock
 from storelink.demo_history import HistoryShape, seed_history
@@ -385,20 +384,9 @@ async def run_demo(
                 store_beacons=[DEMO_STORE_BEACON_ID],
                 outbox_path=str(data_dir / "gateway-outbox.db"),
             )
-            gateway_task = asyncio.create_task(
-                run_gateway(
-                    gateway_settings,
-                    clock=clock,
-                    backend=SimScanner,
-                    backend_kwargs={"world": world, "gateway_id": GATEWAY_ID, "clock": clock},
-                    stop=stop,
-                )
-            )
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=options.duration_s)
-            except TimeoutError:
-                stop.set()
-            await gateway_task
+            async with simulated_gateway(gateway_settings, clock, world):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=options.duration_s)
             # The gateway's last exits are on the wire; give the cloud a moment to commit them.
             await asyncio.sleep(1.0)
             summary: dict[str, Any] = (await api.get("/v1/stats/summary", headers=admin)).json()

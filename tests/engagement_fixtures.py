@@ -9,42 +9,25 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import sqlalchemy as sa
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from cloud_api.app import create_app
 from cloud_api.config import CloudSettings
-from cloud_api.deps import CloudContext
 from cloud_api.ingest.presence_service import PresenceOutcome, PresenceService
-from cloud_api.ingest.resolve import shopper_token_ref
 from cloud_api.match.offer_policy import offer_policy
-from cloud_api.store.models import Base, Cart
-from storelink.tokens import token_window
-from storelink.wire import PresenceEvent, PresenceKind, Subject, SubjectType
+from cloud_api.store.models import Cart
+from storelink.wire import PresenceKind
 from tests.helpers import ADMIN_HEADERS, ADMIN_TOKEN
-from tests.shopper_app import App, register
+from tests.shopper_app import CART_LINES, App, Cloud, register
 
 __all__ = ["ADMIN_HEADERS", "App", "Engagement", "register", "running_engagement"]
 
 
 @dataclass
-class Engagement:
-    app: FastAPI
-    client: TestClient
-
-    @property
-    def context(self) -> CloudContext:
-        context: CloudContext = self.app.state.context
-        return context
-
+class Engagement(Cloud):
     def service(self) -> PresenceService:
         context = self.context
         return PresenceService(context.sessions, context.directory, offer_policy(context.settings))
-
-    def rows(self, model: type[Base], *where: Any) -> list[Any]:
-        with self.context.sessions() as session:
-            return list(session.scalars(sa.select(model).where(*where)))
 
     def campaign(self, **spec: Any) -> dict[str, Any]:
         body = {"name": spec.get("id", "c1"), "reward": {"value": "10"}, **spec}
@@ -61,22 +44,7 @@ class Engagement:
         cart_id: str = "cart-1",
         items: list[dict[str, Any]] | None = None,
     ) -> None:
-        lines = items or [
-            {
-                "sku": "SHOE-042",
-                "name": "Trail runners",
-                "category": "shoes",
-                "unit_price": "89.90",
-                "quantity": 1,
-            },
-            {
-                "sku": "SOCK-007",
-                "name": "Merino socks",
-                "category": "accessories",
-                "unit_price": "12.50",
-                "quantity": 2,
-            },
-        ]
+        lines = items or list(CART_LINES)
         total = sum(Decimal(line["unit_price"]) * line["quantity"] for line in lines)
         with self.context.sessions.begin() as session:
             session.merge(
@@ -103,17 +71,7 @@ class Engagement:
         now: datetime | None = None,
     ) -> PresenceOutcome:
         """The shopper's phone seen by a gateway, as the MQTT consumer hands it on."""
-        ref = shopper_token_ref(shopper.app_key, token_window(ts.timestamp()))
-        event = PresenceEvent(
-            store_id=store,
-            gateway_id="gw-1",
-            zone_id=zone,
-            kind=kind,
-            subject=Subject(type=SubjectType.APP, ref=ref),
-            ts=ts,
-            dwell_s=dwell_s,
-            rssi=-61,
-        )
+        event = shopper.seen(ts, kind, zone=zone, dwell_s=dwell_s, store=store)
         return self.service().handle(event, now or ts)
 
 

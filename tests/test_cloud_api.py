@@ -12,36 +12,25 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from cloud_api.app import create_app
 from cloud_api.auth.signing import sign_body
 from cloud_api.config import CloudSettings
-from cloud_api.deps import CloudContext
 from cloud_api.ingest.presence_service import PresenceOutcome, PresenceService
-from cloud_api.ingest.resolve import shopper_token_ref
 from cloud_api.match.offer_policy import offer_policy
 from cloud_api.store.models import Base, Cart, Shopper
-from storelink.tokens import token_window
-from storelink.wire import PresenceEvent, PresenceKind, Subject, SubjectType, notification_topic
+from storelink.wire import notification_topic
+from tests import shopper_app
 from tests.helpers import ADMIN_HEADERS, ADMIN_TOKEN
-from tests.shopper_app import App
+from tests.shopper_app import App, cart_body, post_cart
 
 SECRET = "api-test-secret"
 CONSENT = {"personal_offers": True, "footfall_analytics": True}
 
 
 @dataclass
-class Cloud:
-    app: FastAPI
-    client: TestClient
-
-    @property
-    def context(self) -> CloudContext:
-        context: CloudContext = self.app.state.context
-        return context
-
+class Cloud(shopper_app.Cloud):
     def count(self, model: type[Base]) -> int:
         with self.context.sessions() as session:
             return session.scalar(sa.select(sa.func.count()).select_from(model)) or 0
@@ -79,57 +68,15 @@ def register(client: TestClient, personal_offers: bool = True) -> dict[str, Any]
     return body
 
 
-def cart_body(shopper_id: str, updated_at: datetime, **changes: Any) -> bytes:
-    cart = {
-        "cart_id": "cart-1",
-        "shopper_id": shopper_id,
-        "items": [
-            {
-                "sku": "SHOE-042",
-                "name": "Trail runners",
-                "category": "shoes",
-                "unit_price": "89.90",
-                "quantity": 1,
-            },
-            {
-                "sku": "SOCK-007",
-                "name": "Merino socks",
-                "category": "accessories",
-                "unit_price": "12.50",
-                "quantity": 2,
-            },
-        ],
-        "total": "114.90",
-        "currency": "EUR",
-        "status": "open",
-        "updated_at": updated_at.isoformat(),
-    }
-    return json.dumps(cart | changes).encode()
-
-
 def post_signed(client: TestClient, body: bytes, signature: str | None = None) -> Any:
-    headers = {"Content-Type": "application/json"}
-    headers["X-Storelink-Signature"] = (
-        signature if signature is not None else sign_body(SECRET, body)
-    )
-    return client.post("/v1/webhooks/carts", content=body, headers=headers)
+    return post_cart(client, SECRET, body, signature)
 
 
 def walk_in(cloud: Cloud, shopper: dict[str, Any], ts: datetime) -> PresenceOutcome:
     """The shopper's phone is seen entering store-1, as the MQTT consumer would hand it on."""
     context = cloud.context
     service = PresenceService(context.sessions, context.directory, offer_policy(context.settings))
-    ref = shopper_token_ref(bytes.fromhex(shopper["app_key"]), token_window(ts.timestamp()))
-    event = PresenceEvent(
-        store_id="store-1",
-        gateway_id="gw-1",
-        zone_id="entrance",
-        kind=PresenceKind.ENTER,
-        subject=Subject(type=SubjectType.APP, ref=ref),
-        ts=ts,
-        dwell_s=0,
-        rssi=-61,
-    )
+    event = App(shopper["shopper_id"], bytes.fromhex(shopper["app_key"])).seen(ts)
     return service.handle(event, datetime.now(UTC))
 
 

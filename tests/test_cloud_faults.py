@@ -159,6 +159,29 @@ class CloudWorker:
         return self.log_path.read_text(errors="replace")
 
 
+def started_publisher(url: str, outbox: Path) -> MqttPublisher:
+    """The store's gateway's publisher, connected, with its outbox at ``outbox``."""
+    settings = GatewaySettings(
+        store_id=STORE, gateway_id=GATEWAY, mqtt_url=url, mqtt_protocol="5", outbox_path=outbox
+    )
+    publisher = MqttPublisher(settings)
+    publisher.start()
+    return publisher
+
+
+def anonymous_enter(ref: str, zone: str = "entrance") -> PresenceEvent:
+    return PresenceEvent(
+        store_id=STORE,
+        gateway_id=GATEWAY,
+        zone_id=zone,
+        kind=PresenceKind.ENTER,
+        subject=Subject(type=SubjectType.ANONYMOUS, ref=ref),
+        ts=datetime.now(UTC),
+        dwell_s=0,
+        rssi=-60,
+    )
+
+
 @dataclass
 class Stream:
     """A gateway publishing anonymous store entries through its durable outbox, at a steady
@@ -185,16 +208,7 @@ class Stream:
         next_at = time.monotonic()
         while not self._stop.is_set():
             zone = self.phase
-            event = PresenceEvent(
-                store_id=STORE,
-                gateway_id=GATEWAY,
-                zone_id=zone,
-                kind=PresenceKind.ENTER,
-                subject=Subject(type=SubjectType.ANONYMOUS, ref=f"anon-{len(self.published)}"),
-                ts=datetime.now(UTC),
-                dwell_s=0,
-                rssi=-60,
-            )
+            event = anonymous_enter(f"anon-{len(self.published)}", zone)
             if self.publisher.publish(event):
                 self.published[event.event_id] = zone
             else:
@@ -259,15 +273,7 @@ def test_broker_restart_worker_kill_database_and_influx_outages_lose_and_double_
         stack.callback(lambda: [w.stop() for w in workers.values()])
         wait_for(lambda: all(w.ready() for w in workers.values()), 60, "both workers ready")
 
-        gateway = GatewaySettings(
-            store_id=STORE,
-            gateway_id=GATEWAY,
-            mqtt_url=broker.url,
-            mqtt_protocol="5",
-            outbox_path=tmp_path / "gateway-outbox.db",
-        )
-        publisher = MqttPublisher(gateway)
-        publisher.start()
+        publisher = started_publisher(broker.url, tmp_path / "gateway-outbox.db")
         stream = Stream(publisher)
         stream.start()
         stack.callback(stream.stop)
@@ -394,26 +400,9 @@ def test_an_event_no_subscription_matched_stays_in_the_gateway_outbox_until_one_
 ) -> None:
     """As after a Mosquitto restart, which does not restore the cloud's shared subscription:
     the broker answers "no matching subscribers" and drops the event, so the gateway keeps it."""
-    settings = GatewaySettings(
-        store_id=STORE,
-        gateway_id=GATEWAY,
-        mqtt_url=mosquitto.url,
-        mqtt_protocol="5",
-        outbox_path=tmp_path / "outbox.db",
-    )
-    publisher = MqttPublisher(settings)
-    publisher.start()
+    publisher = started_publisher(mosquitto.url, tmp_path / "outbox.db")
     try:
-        event = PresenceEvent(
-            store_id=STORE,
-            gateway_id=GATEWAY,
-            zone_id="entrance",
-            kind=PresenceKind.ENTER,
-            subject=Subject(type=SubjectType.ANONYMOUS, ref="anon-1"),
-            ts=datetime.now(UTC),
-            dwell_s=0,
-            rssi=-60,
-        )
+        event = anonymous_enter("anon-1")
         assert publisher.publish(event)
         time.sleep(2.5)
         assert publisher.outbox_depth == 1

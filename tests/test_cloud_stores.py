@@ -11,18 +11,17 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from cloud_api.app import create_app
 from cloud_api.config import CloudSettings
-from cloud_api.deps import CloudContext
 from cloud_api.fleet.geometry import polygon_problem
 from cloud_api.fleet.mqtt_auth import verify_mosquitto_hash
 from cloud_api.fleet.stores import publish_store_configs
 from cloud_api.ingest.gateway_status import record_gateway_status
 from cloud_api.store.models import Gateway, Shopper, ShopperDevice
 from storelink.wire import GatewayConfig, GatewayState, GatewayStatus, config_topic
+from tests import shopper_app
 from tests.helpers import ADMIN_HEADERS, ADMIN_TOKEN, MqttRecorder, wait_for
 from tests.services import Mosquitto
 
@@ -32,15 +31,7 @@ SQUARE = [[0, 0], [4, 0], [4, 3], [0, 3]]
 
 
 @dataclass
-class Cloud:
-    app: FastAPI
-    client: TestClient
-
-    @property
-    def context(self) -> CloudContext:
-        context: CloudContext = self.app.state.context
-        return context
-
+class Cloud(shopper_app.Cloud):
     def post(self, path: str, body: dict[str, Any], status: int = 201) -> dict[str, Any]:
         response = self.client.post(path, json=body, headers=ADMIN_HEADERS)
         assert response.status_code == status, response.text

@@ -7,8 +7,6 @@ scanner interface, and a separate paho client playing the shopper app.
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,13 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cloud_api.app import create_app
-from cloud_api.auth.signing import sign_body
 from cloud_api.config import CloudSettings
-from firmware_sim.scanner import SimScanner
-from firmware_sim.world import DEMO_STORE_BEACON_ID, demo_world
-from gateway.config import GatewaySettings
-from gateway.run import run_gateway
-from storelink.clock import ScaledClock
 from storelink.wire import (
     GatewayStatus,
     OfferNotification,
@@ -34,6 +26,8 @@ from storelink.wire import (
 )
 from tests.helpers import ADMIN_HEADERS, ADMIN_TOKEN, MqttRecorder, wait_for
 from tests.services import Mosquitto
+from tests.shopper_app import TRAIL_RUNNERS, cart_body, post_cart
+from tests.simulated_store import run_simulated_store
 
 SECRET = "e2e-webhook-secret"
 SPEED = 10.0
@@ -60,74 +54,16 @@ def register(client: TestClient, personal_offers: bool = True) -> dict[str, Any]
     return body
 
 
-def post_cart(client: TestClient, shopper_id: str, cart_id: str, updated_at: datetime) -> None:
-    body = json.dumps(
-        {
-            "cart_id": cart_id,
-            "shopper_id": shopper_id,
-            "items": [
-                {
-                    "sku": "SHOE-042",
-                    "name": "Trail runners",
-                    "category": "shoes",
-                    "unit_price": "89.90",
-                    "quantity": 1,
-                },
-            ],
-            "total": "89.90",
-            "currency": "EUR",
-            "status": "open",
-            "updated_at": updated_at.isoformat(),
-        }
-    ).encode()
-    response = client.post(
-        "/v1/webhooks/carts",
-        content=body,
-        headers={
-            "Content-Type": "application/json",
-            "X-Storelink-Signature": sign_body(SECRET, body),
-        },
-    )
+def post_abandoned(client: TestClient, shopper_id: str, cart_id: str, updated_at: datetime) -> None:
+    body = cart_body(shopper_id, updated_at, cart_id=cart_id, items=[TRAIL_RUNNERS])
+    response = post_cart(client, SECRET, body)
     assert response.status_code == 202, response.text
 
 
-def run_simulated_store(url: str, app_keys: list[bytes], sim_seconds: float, outbox: Path) -> None:
+def scan_store(url: str, app_keys: list[bytes], sim_seconds: float, outbox: Path) -> None:
     """The gateway scans a simulated store for ``sim_seconds`` of simulated time, then stops."""
-    clock = ScaledClock(speed=SPEED)
-    settings = GatewaySettings(
-        mqtt_url=url,
-        mqtt_protocol="5",
-        store_id="store-1",
-        gateway_id="gw-1",
-        zone_id="entrance",
-        store_beacons=[DEMO_STORE_BEACON_ID],
-        outbox_path=str(outbox),
-    )
-    world = demo_world(
-        app_uuid=settings.app_uuid,
-        start=clock.now(),
-        app_keys=app_keys,
-        anonymous=2,
-        seed=7,
-        gateway_id="gw-1",
-    )
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        task = asyncio.create_task(
-            run_gateway(
-                settings,
-                clock=clock,
-                backend=SimScanner,
-                backend_kwargs={"world": world, "gateway_id": "gw-1", "clock": clock},
-                stop=stop,
-            )
-        )
-        await asyncio.sleep(sim_seconds / SPEED)
-        stop.set()
-        await task
-
-    asyncio.run(main())
+    wall_seconds = sim_seconds / SPEED
+    run_simulated_store(url, app_keys, outbox, wall_seconds=wall_seconds, speed=SPEED, seed=7)
 
 
 def test_abandoned_cart_shopper_walks_in_and_receives_an_offer(
@@ -146,12 +82,12 @@ def test_abandoned_cart_shopper_walks_in_and_receives_an_offer(
         fresh = register(client)
         no_offers = register(client, personal_offers=False)
         now = datetime.now(UTC)
-        post_cart(client, abandoned["shopper_id"], "cart-abandoned", now - timedelta(hours=3))
-        post_cart(client, fresh["shopper_id"], "cart-fresh", now - timedelta(minutes=2))
-        post_cart(client, no_offers["shopper_id"], "cart-no-consent", now - timedelta(hours=3))
+        post_abandoned(client, abandoned["shopper_id"], "cart-abandoned", now - timedelta(hours=3))
+        post_abandoned(client, fresh["shopper_id"], "cart-fresh", now - timedelta(minutes=2))
+        post_abandoned(client, no_offers["shopper_id"], "cart-no-consent", now - timedelta(hours=3))
 
         keys = [bytes.fromhex(s["app_key"]) for s in (abandoned, fresh, no_offers)]
-        run_simulated_store(mosquitto.url, keys, sim_seconds=60, outbox=tmp_path / "outbox.db")
+        scan_store(mosquitto.url, keys, sim_seconds=60, outbox=tmp_path / "outbox.db")
 
         offers = wait_for(
             lambda: client.get(
@@ -196,9 +132,7 @@ def test_abandoned_cart_shopper_walks_in_and_receives_an_offer(
 def test_no_published_payload_contains_a_mac_address(
     mosquitto: Mosquitto, spy: MqttRecorder, tmp_path: Path
 ) -> None:
-    run_simulated_store(
-        mosquitto.url, [bytes(range(32))], sim_seconds=40, outbox=tmp_path / "outbox.db"
-    )
+    scan_store(mosquitto.url, [bytes(range(32))], sim_seconds=40, outbox=tmp_path / "outbox.db")
     messages = spy.all()
     assert any(t.endswith("/presence") for t, _ in messages)
     for topic, payload in messages:

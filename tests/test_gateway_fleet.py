@@ -10,10 +10,9 @@ from uuid import UUID
 
 from firmware_sim.eddystone import tlm_frame, uid_frame
 from firmware_sim.frames import ibeacon_frame
-from firmware_sim.scanner import SimScanner
 from firmware_sim.world import DEMO_STORE_BEACON, DEMO_STORE_BEACON_ID, demo_app_keys, demo_world
 from gateway.config import GatewaySettings
-from gateway.run import run_gateway
+from gateway.simulated import simulated_gateway
 from storelink.clock import ScaledClock
 from storelink.wire import BeaconFleetReport, beacons_topic, contains_mac_address
 from tests.services import Mosquitto
@@ -136,21 +135,10 @@ def test_beacon_reports_over_mosquitto(mosquitto: Mosquitto, tmp_path: Path) -> 
         return any(b.beacon_id == ABSENT and b.missing for r in reports() for b in r.beacons)
 
     async def main() -> None:
-        stop = asyncio.Event()
-        task = asyncio.create_task(
-            run_gateway(
-                settings,
-                clock=clock,
-                backend=SimScanner,
-                backend_kwargs={"world": world, "gateway_id": "gw-1", "clock": clock},
-                stop=stop,
-            )
-        )
-        deadline = time.monotonic() + 10
-        while not absent_missing() and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        stop.set()
-        await task
+        async with simulated_gateway(settings, clock, world):
+            deadline = time.monotonic() + 10
+            while not absent_missing() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
 
     asyncio.run(main())
     live.close()

@@ -16,11 +16,10 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from firmware_sim.scanner import SimScanner
 from firmware_sim.world import DEMO_STORE_BEACON_ID, demo_app_keys, demo_world
 from gateway.config import GatewaySettings
 from gateway.publish import MqttPublisher
-from gateway.run import run_gateway
+from gateway.simulated import simulated_gateway
 from storelink.broker import EmbeddedBroker, free_port
 from storelink.clock import ScaledClock
 from storelink.tokens import TOKEN_WINDOW_S, app_token, token_major_minor, token_ref, token_window
@@ -114,22 +113,12 @@ def test_gateway_publishes_presence_of_a_simulated_store(
     late: list[Collector] = []
 
     async def main() -> tuple[Any, float]:
-        stop = asyncio.Event()
-        gateway = asyncio.create_task(
-            run_gateway(
-                settings,
-                clock=clock,
-                backend=SimScanner,
-                backend_kwargs={"world": world, "gateway_id": "gw-1", "clock": clock},
-                stop=stop,
-            )
-        )
-        await asyncio.sleep(1.0)
-        late.append(Collector(mosquitto.host, mosquitto.port, status_topic("store-1", "gw-1")))
-        await asyncio.sleep(3.0)  # 80 s of store time: everybody has come and gone
-        stopped_at = clock.now()
-        stop.set()
-        return await gateway, stopped_at
+        async with simulated_gateway(settings, clock, world) as gateway:
+            await asyncio.sleep(1.0)
+            late.append(Collector(mosquitto.host, mosquitto.port, status_topic("store-1", "gw-1")))
+            await asyncio.sleep(3.0)  # 80 s of store time: everybody has come and gone
+            stopped_at = clock.now()
+        return gateway.result(), stopped_at
 
     counters, stopped_at = asyncio.run(main())
     topic = presence_topic("store-1", "gw-1")

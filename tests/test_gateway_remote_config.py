@@ -17,7 +17,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_sim.addresses import resolvable_private_address
 from firmware_sim.frames import heart_rate_strap_frame, ibeacon_frame, nearby_info_frame
-from firmware_sim.scanner import SimScanner
 from firmware_sim.world import DEMO_STORE_BEACON_ID, demo_app_keys, demo_world
 from gateway.config import GatewaySettings
 from gateway.pipeline import GatewayPipeline
@@ -28,7 +27,7 @@ from gateway.remote_config import (
     persisted_config_path,
     write_config,
 )
-from gateway.run import run_gateway
+from gateway.simulated import simulated_gateway
 from storelink.clock import ScaledClock, SteppedClock
 from storelink.wire import (
     GatewayConfig,
@@ -362,19 +361,8 @@ def run_for(settings: GatewaySettings, seconds: float, speed: float = 20.0) -> N
     world = demo_world(settings.app_uuid, start, demo_app_keys(2), anonymous=1, seed=0)
 
     async def main() -> None:
-        stop = asyncio.Event()
-        task = asyncio.create_task(
-            run_gateway(
-                settings,
-                clock=clock,
-                backend=SimScanner,
-                backend_kwargs={"world": world, "gateway_id": "gw-1", "clock": clock},
-                stop=stop,
-            )
-        )
-        await asyncio.sleep(seconds)
-        stop.set()
-        await task
+        async with simulated_gateway(settings, clock, world):
+            await asyncio.sleep(seconds)
 
     asyncio.run(main())
 
@@ -399,17 +387,7 @@ def test_remote_config_over_mosquitto(mosquitto: Mosquitto, tmp_path: Path) -> N
         start = time.time()
         clock = ScaledClock(start=start, speed=20.0)
         world = demo_world(settings.app_uuid, start, demo_app_keys(2), anonymous=1, seed=0)
-        stop = asyncio.Event()
-        task = asyncio.create_task(
-            run_gateway(
-                settings,
-                clock=clock,
-                backend=SimScanner,
-                backend_kwargs={"world": world, "gateway_id": "gw-1", "clock": clock},
-                stop=stop,
-            )
-        )
-        try:
+        async with simulated_gateway(settings, clock, world):
             deadline = time.monotonic() + 10
             while (3, None) not in versions() and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
@@ -418,9 +396,6 @@ def test_remote_config_over_mosquitto(mosquitto: Mosquitto, tmp_path: Path) -> N
             deadline = time.monotonic() + 10
             while not any(e for _, e in versions()) and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-        finally:
-            stop.set()
-            await task
 
     asyncio.run(first_run())
     rejected = [(v, e) for v, e in versions() if e]

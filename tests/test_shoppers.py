@@ -13,7 +13,6 @@ import pytest
 import sqlalchemy as sa
 
 from cloud_api.auth.app_auth import sign_app_request
-from cloud_api.auth.signing import sign_body
 from cloud_api.commerce.shopify import shopify_signature
 from cloud_api.ingest.directory import ShopperDirectory
 from cloud_api.ingest.presence_service import PresenceOutcome, PresenceService
@@ -45,9 +44,12 @@ from tests.services import Mosquitto
 from tests.shopper_app import (
     SHOPIFY_SECRET,
     STORE_UUID,
+    TRAIL_RUNNERS,
     WEBHOOK_SECRET,
     App,
     Cloud,
+    cart_body,
+    post_cart,
     register,
     running_cloud,
 )
@@ -321,32 +323,8 @@ def populate(
         == 201
     )
     now = datetime.now(UTC)
-    cart = {
-        "cart_id": f"cart-{sid}",
-        "shopper_id": sid,
-        "items": [
-            {
-                "sku": "SHOE-042",
-                "name": "Trail runners",
-                "category": "shoes",
-                "unit_price": "89.90",
-                "quantity": 1,
-            }
-        ],
-        "total": "89.90",
-        "currency": "EUR",
-        "status": "open",
-        "updated_at": (now - timedelta(hours=3)).isoformat(),
-    }
-    raw = json.dumps(cart).encode()
-    response = client.post(
-        "/v1/webhooks/carts",
-        content=raw,
-        headers={
-            "Content-Type": "application/json",
-            "X-Storelink-Signature": sign_body(WEBHOOK_SECRET, raw),
-        },
-    )
+    cart = cart_body(sid, now - timedelta(hours=3), cart_id=f"cart-{sid}", items=[TRAIL_RUNNERS])
+    response = post_cart(client, WEBHOOK_SECRET, cart)
     assert response.status_code == 202, response.text
     # Walking in with an abandoned cart: a visit, presence events, an offer and its notification.
     entered = seen(cloud, app_subject(app, now), now)

@@ -13,7 +13,7 @@ import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypedDict, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
@@ -74,6 +74,7 @@ RETURNING_METHOD = (
 Format = Annotated[
     Literal["json", "csv"], Query(description="csv: the response's table as text/csv")
 ]
+BodyT = TypeVar("BodyT", bound=BaseModel)
 
 
 def _store(
@@ -149,18 +150,64 @@ def _rules_out(rules: StayThresholds) -> StayRules:
     return StayRules(min_store_stay_s=rules.min_store_stay_s, min_zone_stay_s=rules.min_zone_stay_s)
 
 
-def _period(start: date | None, end: date | None, tz: ZoneInfo) -> tuple[date, date]:
-    end = end or datetime.now(tz).date()
+def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(), tz).astimezone(UTC)
+
+
+class PeriodFields(TypedDict):
+    """What every period's body says it is about."""
+
+    store_id: str
+    start: date
+    end: date
+    timezone: str
+    rules: StayRules
+
+
+@dataclass(frozen=True)
+class Period:
+    """A store's local days from ``start`` to ``end``, both included, under the stay rules."""
+
+    store_id: str
+    local: LocalTime
+    rules: StayThresholds
+    start: date
+    end: date
+
+    @property
+    def since(self) -> datetime:
+        return _local_midnight(self.start, self.local.zone)
+
+    @property
+    def until(self) -> datetime:
+        return _local_midnight(self.end + timedelta(days=1), self.local.zone)
+
+    def fields(self) -> PeriodFields:
+        return PeriodFields(
+            store_id=self.store_id,
+            start=self.start,
+            end=self.end,
+            timezone=self.local.name,
+            rules=_rules_out(self.rules),
+        )
+
+    def filename(self, table: str) -> str:
+        return f"{table}-{self.store_id}-{self.start}-{self.end}"
+
+
+def _period(
+    store_id: StoreId, local: Local, rules: Rules, start: From = None, end: To = None
+) -> Period:
+    end = end or datetime.now(local.zone).date()
     start = start or end - timedelta(days=6)
     if start > end:
         raise HTTPException(422, f"from ({start}) is after to ({end})")
     if (end - start).days > 366:
         raise HTTPException(422, "a period spans at most 366 days")
-    return start, end
+    return Period(store_id, local, rules, start, end)
 
 
-def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
-    return datetime.combine(day, time(), tz).astimezone(UTC)
+PeriodDep = Annotated[Period, Depends(_period)]
 
 
 def _csv(rows: Sequence[BaseModel], name: str) -> Response:
@@ -177,6 +224,23 @@ def _csv(rows: Sequence[BaseModel], name: str) -> Response:
         media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
     )
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The endpoint's body as JSON, or its table as a CSV download (``?format=csv``)."""
+
+    as_csv: bool
+
+    def __call__(self, body: BodyT, table: Sequence[BaseModel], name: str) -> BodyT | Response:
+        return _csv(table, name) if self.as_csv else body
+
+
+def _answer(format: Format = "json") -> Answer:
+    return Answer(as_csv=format == "csv")
+
+
+AnswerDep = Annotated[Answer, Depends(_answer)]
 
 
 # Only the columns the statistics read: a period can hold hundreds of thousands of visits.
@@ -211,15 +275,17 @@ def _visits(session: Session, store_id: str, since: datetime, until: datetime) -
     return [_fact(row) for row in rows]
 
 
+def _period_visits(session: Session, period: Period) -> list[VisitFact]:
+    return _visits(session, period.store_id, period.since, period.until)
+
+
 def _present_zones(presence: dict[str, Any]) -> set[str]:
     # Keys are "zone/ref" (see cloud_api.ingest.visits); ids never contain "/".
     return {key.split("/", 1)[0] for key, (_, here) in presence_from_json(presence).items() if here}
 
 
 @router.get("/occupancy", response_model=OccupancyOut, responses=CSV_RESPONSE)
-def occupancy(
-    store_id: StoreId, session: SessionDep, format: Format = "json"
-) -> OccupancyOut | Response:
+def occupancy(store_id: StoreId, session: SessionDep, answer: AnswerDep) -> OccupancyOut | Response:
     """Subjects in the store and in each zone now (open visits seen within the idle timeout)."""
     now = datetime.now(UTC)
     idle = timedelta(seconds=VISIT_IDLE_TIMEOUT_S)
@@ -237,19 +303,19 @@ def occupancy(
         in_store=result.in_store,
         zones=[ZoneOccupancyOut(zone_id=z, present=n) for z, n in result.zones.items()],
     )
-    return _csv(body.zones, f"occupancy-{store_id}") if format == "csv" else body
+    return answer(body, body.zones, f"occupancy-{store_id}")
 
 
 @router.get("/visits-per-hour", response_model=VisitsPerHourOut, responses=CSV_RESPONSE)
 def visits_per_hour(
     store_id: StoreId,
     session: SessionDep,
+    answer: AnswerDep,
     rules: Rules,
     local: Local,
     day: Annotated[
         date | None, Query(alias="date", description="local day (default: today)")
     ] = None,
-    format: Format = "json",
 ) -> VisitsPerHourOut | Response:
     """Visits begun in each hour of a day, against the same weekday of the 4 weeks before."""
     zone = local.zone
@@ -277,36 +343,26 @@ def visits_per_hour(
         total_today=sum(row.today for row in rows),
         rows=rows,
     )
-    return _csv(rows, f"visits-per-hour-{store_id}-{day}") if format == "csv" else body
+    return answer(body, rows, f"visits-per-hour-{store_id}-{day}")
 
 
 @router.get("/visitors", response_model=VisitorsOut, responses=CSV_RESPONSE)
 def visitors(
-    store_id: StoreId,
+    period: PeriodDep,
     session: SessionDep,
-    rules: Rules,
-    local: Local,
-    start: From = None,
-    end: To = None,
+    answer: AnswerDep,
     lookback_days: Annotated[
         int, Query(ge=1, le=365, description="days searched for an earlier visit")
     ] = 28,
-    format: Format = "json",
 ) -> VisitorsOut | Response:
     """Visits, unique visitors and returning visitors, with bounds (see ``method``)."""
-    zone = local.zone
-    start, end = _period(start, end, zone)
-    since, until = _local_midnight(start, zone), _local_midnight(end + timedelta(days=1), zone)
-    period = _visits(session, store_id, since, until)
-    earlier = _visits(session, store_id, since - timedelta(days=lookback_days), since)
-    summary = footfall.visitor_summary(period, earlier, rules)
+    since = period.since
+    visits = _visits(session, period.store_id, since, period.until)
+    earlier = _visits(session, period.store_id, since - timedelta(days=lookback_days), since)
+    summary = footfall.visitor_summary(visits, earlier, period.rules)
     body = VisitorsOut(
-        store_id=store_id,
-        start=start,
-        end=end,
-        timezone=local.name,
+        **period.fields(),
         lookback_days=lookback_days,
-        rules=_rules_out(rules),
         visits=summary.visits,
         unique_visitors=summary.unique_visitors,
         identified_visitors=summary.identified_visitors,
@@ -317,151 +373,95 @@ def visitors(
         returning_rate_upper=summary.returning_rate_upper,
         method=RETURNING_METHOD,
     )
-    return _csv([body], f"visitors-{store_id}-{start}-{end}") if format == "csv" else body
+    return answer(body, [body], period.filename("visitors"))
 
 
 @router.get("/dwell", response_model=DwellOut, responses=CSV_RESPONSE)
-def dwell(
-    store_id: StoreId,
-    session: SessionDep,
-    rules: Rules,
-    local: Local,
-    start: From = None,
-    end: To = None,
-    format: Format = "json",
-) -> DwellOut | Response:
+def dwell(period: PeriodDep, session: SessionDep, answer: AnswerDep) -> DwellOut | Response:
     """How long visits lasted: buckets from the minimum stay up, median, 90th percentile."""
-    zone = local.zone
-    start, end = _period(start, end, zone)
-    since, until = _local_midnight(start, zone), _local_midnight(end + timedelta(days=1), zone)
-    result = footfall.dwell_distribution(_visits(session, store_id, since, until), rules)
+    visits = _period_visits(session, period)
+    result = footfall.dwell_distribution(visits, period.rules)
     buckets = [
         DwellBucketOut(from_s=b.from_s, to_s=b.to_s, visits=b.visits) for b in result.buckets
     ]
     body = DwellOut(
-        store_id=store_id,
-        start=start,
-        end=end,
-        timezone=local.name,
-        rules=_rules_out(rules),
+        **period.fields(),
         median_s=result.median_s,
         p90_s=result.p90_s,
         mean_s=result.mean_s,
         buckets=buckets,
     )
-    return _csv(buckets, f"dwell-{store_id}-{start}-{end}") if format == "csv" else body
+    return answer(body, buckets, period.filename("dwell"))
 
 
 @router.get("/zones", response_model=ZonesOut, responses=CSV_RESPONSE)
-def zones(
-    store_id: StoreId,
-    session: SessionDep,
-    rules: Rules,
-    local: Local,
-    start: From = None,
-    end: To = None,
-    format: Format = "json",
-) -> ZonesOut | Response:
+def zones(period: PeriodDep, session: SessionDep, answer: AnswerDep) -> ZonesOut | Response:
     """The zone heatmap: stays and time spent per zone and local hour over the period."""
-    zone = local.zone
-    start, end = _period(start, end, zone)
-    since, until = _local_midnight(start, zone), _local_midnight(end + timedelta(days=1), zone)
     events = session.execute(
         sa.select(PresenceEventRow.zone_id, PresenceEventRow.ts, PresenceEventRow.dwell_s).where(
-            PresenceEventRow.store_id == store_id,
+            PresenceEventRow.store_id == period.store_id,
             PresenceEventRow.kind == "exit",
-            PresenceEventRow.ts >= since,
-            PresenceEventRow.ts < until,
+            PresenceEventRow.ts >= period.since,
+            PresenceEventRow.ts < period.until,
         )
     )
     stays = [ZoneStay(zone_id=z, ended_at=ts, dwell_s=d) for z, ts, d in events]
-    cells = footfall.zone_heatmap(stays, zone, rules)
+    cells = footfall.zone_heatmap(stays, period.local.zone, period.rules)
     rows = [
         ZoneHourOut(zone_id=c.zone_id, hour=c.hour, stays=c.stays, dwell_s=c.dwell_s) for c in cells
     ]
     body = ZonesOut(
-        store_id=store_id,
-        start=start,
-        end=end,
-        timezone=local.name,
-        rules=_rules_out(rules),
+        **period.fields(),
         zones=sorted({stay.zone_id for stay in stays}),
         rows=rows,
     )
-    return _csv(rows, f"zones-{store_id}-{start}-{end}") if format == "csv" else body
+    return answer(body, rows, period.filename("zones"))
 
 
 @router.get("/peak-hours", response_model=PeakHoursOut, responses=CSV_RESPONSE)
 def peak_hours(
-    store_id: StoreId,
-    session: SessionDep,
-    rules: Rules,
-    local: Local,
-    start: From = None,
-    end: To = None,
-    format: Format = "json",
+    period: PeriodDep, session: SessionDep, answer: AnswerDep
 ) -> PeakHoursOut | Response:
     """Average visits per weekday and hour over the period, busiest first."""
-    zone = local.zone
-    start, end = _period(start, end, zone)
-    since, until = _local_midnight(start, zone), _local_midnight(end + timedelta(days=1), zone)
     peaks = footfall.peak_hours(
-        _visits(session, store_id, since, until), start, end + timedelta(days=1), zone, rules
+        _period_visits(session, period),
+        period.start,
+        period.end + timedelta(days=1),
+        period.local.zone,
+        period.rules,
     )
     rows = [
         PeakHourOut(weekday=p.weekday, hour=p.hour, visits=p.visits, average=round(p.average, 2))
         for p in peaks
     ]
-    body = PeakHoursOut(
-        store_id=store_id,
-        start=start,
-        end=end,
-        timezone=local.name,
-        rules=_rules_out(rules),
-        rows=rows,
-    )
-    return _csv(rows, f"peak-hours-{store_id}-{start}-{end}") if format == "csv" else body
+    body = PeakHoursOut(**period.fields(), rows=rows)
+    return answer(body, rows, period.filename("peak-hours"))
 
 
 @router.get("/capture", response_model=CaptureOut, responses=CSV_RESPONSE)
-def capture(
-    store_id: StoreId,
-    session: SessionDep,
-    rules: Rules,
-    local: Local,
-    start: From = None,
-    end: To = None,
-    format: Format = "json",
-) -> CaptureOut | Response:
+def capture(period: PeriodDep, session: SessionDep, answer: AnswerDep) -> CaptureOut | Response:
     """Capture rate: visits among everyone who came by (visits plus the devices the gateways
     heard that never came into a zone). Hours are UTC on the gateways' side, so a period's
     passers-by are those of the UTC hours within its local days."""
-    zone = local.zone
-    start, end = _period(start, end, zone)
-    since, until = _local_midnight(start, zone), _local_midnight(end + timedelta(days=1), zone)
-    visits = _visits(session, store_id, since, until)
+    visits = _period_visits(session, period)
     passed = session.scalar(
         sa.select(sa.func.coalesce(sa.func.sum(GatewayTraffic.passers_by), 0)).where(
-            GatewayTraffic.store_id == store_id,
-            GatewayTraffic.hour >= since,
-            GatewayTraffic.hour < until,
+            GatewayTraffic.store_id == period.store_id,
+            GatewayTraffic.hour >= period.since,
+            GatewayTraffic.hour < period.until,
         )
     )
     result = footfall.Capture(
-        entered=sum(1 for visit in visits if footfall.counts_as_visit(visit, rules)),
+        entered=sum(1 for visit in visits if footfall.counts_as_visit(visit, period.rules)),
         passed_by=int(passed or 0),
     )
     body = CaptureOut(
-        store_id=store_id,
-        start=start,
-        end=end,
-        timezone=local.name,
-        rules=_rules_out(rules),
+        **period.fields(),
         entered=result.entered,
         passed_by=result.passed_by,
         capture_rate=result.rate,
     )
-    return _csv([body], f"capture-{store_id}-{start}-{end}") if format == "csv" else body
+    return answer(body, [body], period.filename("capture"))
 
 
 @router.get("/health", response_model=HealthOut)

@@ -255,6 +255,7 @@ def register_device(
 def list_devices(
     shopper_id: str, request: Request, session: SessionDep, context: ContextDep
 ) -> list[DeviceOut]:
+    """The key fobs and phones linked to the shopper."""
     _shopper_or_admin(context, session, shopper_id, request)
     rows = session.scalars(
         sa.select(ShopperDevice)
@@ -273,6 +274,7 @@ def remove_device(
     context: ContextDep,
     background: BackgroundTasks,
 ) -> None:
+    """Unlink a key fob or phone; a key fob's store stops recognising it."""
     _signed(context, session, shopper_id, request, b"")
     deleted = session.execute(
         sa.delete(ShopperDevice)
@@ -334,7 +336,7 @@ def read_profile(
         shopper_id=shopper_id,
         consent=consent,
         abandoned_carts=[AbandonedCartOut.model_validate(cart) for cart in abandoned],
-        **vars(figures),
+        **dict(figures),
     )
 
 

@@ -21,6 +21,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
+from pydantic import BaseModel, ConfigDict
+
 
 class Segment(StrEnum):
     NEW = "new"
@@ -65,8 +67,11 @@ class ShopperFacts:
     offers_redeemed: int = 0
 
 
-@dataclass(frozen=True)
-class ShopperValue:
+class ShopperValue(BaseModel):
+    """The figures; a pydantic model because the shopper's profile answers them as they are."""
+
+    model_config = ConfigDict(frozen=True)
+
     segment: Segment
     visits_total: int
     visits_in_window: int

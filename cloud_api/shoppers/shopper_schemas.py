@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from cloud_api.shoppers.loyalty import Segment
+from cloud_api.shoppers.loyalty import ShopperValue
 from storelink.wire import OfferNotification
 
 IrkHex = Annotated[str, StringConstraints(pattern=r"^[0-9A-Fa-f]{32}$")]
@@ -124,24 +124,8 @@ class AbandonedCartOut(BaseModel):
     checkout_url: str | None
 
 
-class ProfileOut(BaseModel):
+class ProfileOut(ShopperValue):
     shopper_id: str
-    segment: Segment
-    visits_total: int
-    visits_in_window: int
-    visits_per_30_days: float
-    last_visit_at: datetime | None
-    days_since_last_visit: float | None
-    average_dwell_s: float | None
-    orders_total: int
-    orders_in_window: int
-    spend_by_currency: dict[str, Decimal]
-    last_order_at: datetime | None
-    referrals: int
-    shares: int
-    offers_received: int
-    offers_opened: int
-    offers_redeemed: int
     abandoned_carts: list[AbandonedCartOut] = Field(
         description="carts with items, not ordered, untouched for cart_abandon_after_s"
     )

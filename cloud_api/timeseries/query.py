@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 import urllib3
+
+from cloud_api.timeseries.influx_auth import influx_auth_headers
 
 QUERY_TIMEOUT_S = 30.0
 
@@ -43,12 +44,10 @@ class InfluxQL:
     ) -> None:
         self._url = url.rstrip("/") + "/query"
         self._database = database
-        self._headers = {"Content-Type": "application/x-www-form-urlencoded"}
-        if token:
-            self._headers["Authorization"] = f"Token {token}"
-        elif user:
-            pair = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
-            self._headers["Authorization"] = f"Basic {pair}"
+        self._headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            **influx_auth_headers(user, password, token),
+        }
         self._http = urllib3.PoolManager(timeout=urllib3.Timeout(total=timeout_s), retries=False)
 
     def query(self, statement: str) -> list[Series]:

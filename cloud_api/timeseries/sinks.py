@@ -9,7 +9,6 @@ line protocol straight from the disk buffer (``write_lines``) once InfluxDB is b
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud_api.store.db import upsert
 from cloud_api.store.models import TimeSeriesPoint
+from cloud_api.timeseries.influx_auth import influx_auth_headers
 from cloud_api.timeseries.points import Point, line_protocol
 
 logger = logging.getLogger(__name__)
@@ -82,12 +82,10 @@ class InfluxV1Sink:
         self._url = url.rstrip("/")
         self._database = database
         self._retention_policy = retention_policy
-        self._headers = {"Content-Type": "text/plain; charset=utf-8"}
-        if token:
-            self._headers["Authorization"] = f"Token {token}"
-        elif user:
-            pair = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
-            self._headers["Authorization"] = f"Basic {pair}"
+        self._headers = {
+            "Content-Type": "text/plain; charset=utf-8",
+            **influx_auth_headers(user, password, token),
+        }
         self._http = urllib3.PoolManager(
             timeout=urllib3.Timeout(total=timeout_s), retries=False, maxsize=2
         )
