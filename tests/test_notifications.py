@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -19,17 +20,11 @@ import uvicorn
 
 from cloud_api.auth.app_auth import APP_SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_app_request
 from cloud_api.auth.signing import SIGNATURE_HEADER, verify_signature
-from cloud_api.ingest.resolve import shopper_token_ref
 from cloud_api.match.campaign_store import INLINE_GRACE
 from cloud_api.notify.outbox import NOTIFICATION_ID_HEADER, OutboxSender, WebhookChannel
 from cloud_api.store.models import NotificationDelivery
-from storelink.tokens import token_window
 from storelink.wire import (
     OfferNotification,
-    PresenceEvent,
-    PresenceKind,
-    Subject,
-    SubjectType,
     notification_topic,
     presence_topic,
     utc_now,
@@ -167,6 +162,31 @@ def test_sse_needs_the_shoppers_signature(served: tuple[Engagement, str]) -> Non
     assert httpx.get(base + path, headers=forged, timeout=5).status_code == 401
 
 
+def test_a_web_page_signs_the_stream_in_its_query_string(served: tuple[Engagement, str]) -> None:
+    """EventSource cannot set headers: the same timestamp and signature go in ?ts=&sig=."""
+    cloud, base = served
+    cloud.campaign(id="welcome")
+    alice, mallory = register(cloud.client), register(cloud.client)
+    path = f"/v1/shoppers/{alice.shopper_id}/notifications/stream"
+    headers = signed(alice, "GET", path)
+    query = {"ts": headers[TIMESTAMP_HEADER], "sig": headers[APP_SIGNATURE_HEADER]}
+    with httpx.Client(base_url=base, timeout=httpx.Timeout(5, read=10)) as client:
+        with client.stream("GET", path, params=query) as response:
+            assert response.status_code == 200
+            lines = response.iter_lines()
+            assert next(lines) == ": connected"
+            outcome = cloud.seen(alice, datetime.now(UTC))
+            assert outcome.notification is not None
+            data = next(line for line in lines if line.startswith("data:"))
+            assert outcome.notification.offer_code in data
+        forged = signed(mallory, "GET", path)
+        stolen = {"ts": forged[TIMESTAMP_HEADER], "sig": forged[APP_SIGNATURE_HEADER]}
+        assert client.get(path, params=stolen).status_code == 401
+        # Only the stream takes a signature from the URL; the other app calls want headers.
+        consent = f"/v1/shoppers/{alice.shopper_id}/consent"
+        assert client.get(consent, params=query).status_code == 401
+
+
 def test_receipts_record_delivery_and_opening_once(served: tuple[Engagement, str]) -> None:
     cloud, base = served
     cloud.campaign(id="welcome")
@@ -237,6 +257,8 @@ def test_the_webhook_channel_signs_and_retries_with_backoff(database_url: str) -
         with running_engagement(
             database_url, push_webhook_url=push.url, push_webhook_secret=PUSH_SECRET
         ) as cloud:
+            # This test's sender, on its own clock, is the only one: the app's would race it.
+            cloud.app.state.outbox.stop()
             cloud.campaign(id="welcome")
             now = datetime.now(UTC)
             outcome = cloud.seen(register(cloud.client), now, now=now)
@@ -277,6 +299,8 @@ def test_a_delivery_that_keeps_failing_is_given_up(database_url: str) -> None:
         with running_engagement(
             database_url, push_webhook_url=push.url, push_webhook_secret=PUSH_SECRET
         ) as cloud:
+            # This test's sender, on its own clock, is the only one: the app's would race it.
+            cloud.app.state.outbox.stop()
             cloud.campaign(id="welcome")
             now = datetime.now(UTC) - timedelta(minutes=1)
             cloud.seen(register(cloud.client), now, now=now)
@@ -298,61 +322,52 @@ def test_a_delivery_that_keeps_failing_is_given_up(database_url: str) -> None:
         push.close()
 
 
-def test_a_notification_committed_but_never_published_is_sent_by_the_outbox(
+@contextmanager
+def alice_listening(
     database_url: str, mosquitto: Mosquitto
-) -> None:
-    """A worker died between its commit and its publish: another worker's sender publishes it."""
+) -> Iterator[tuple[Engagement, App, str, MqttRecorder]]:
+    """A cloud on the broker with a welcome campaign; Alice's app listens on her topic."""
     with running_engagement(database_url, mqtt_enabled=True, mqtt_url=mosquitto.url) as cloud:
         cloud.campaign(id="welcome")
         alice = register(cloud.client)
         topic = notification_topic(alice.shopper_id)
         recorder = MqttRecorder(mosquitto.url, topic)
         try:
-            # Made by a service outside the consumer, which publishes nothing: like a dead worker.
-            made = utc_now() - timedelta(seconds=10)
-            outcome = cloud.seen(alice, made, now=made)
-            assert outcome.notification is not None
-            (received,) = wait_for(lambda: recorder.on(topic), what="the outbox published it")
-            assert OfferNotification.model_validate_json(received) == outcome.notification
-            wait_for(
-                lambda: [r.status for r in cloud.rows(NotificationDelivery)] == ["sent"],
-                what="the delivery marked sent",
-            )
+            yield cloud, alice, topic, recorder
         finally:
             recorder.close()
+
+
+def test_a_notification_committed_but_never_published_is_sent_by_the_outbox(
+    database_url: str, mosquitto: Mosquitto
+) -> None:
+    """A worker died between its commit and its publish: another worker's sender publishes it."""
+    with alice_listening(database_url, mosquitto) as (cloud, alice, topic, recorder):
+        # Made by a service outside the consumer, which publishes nothing: like a dead worker.
+        made = utc_now() - timedelta(seconds=10)
+        outcome = cloud.seen(alice, made, now=made)
+        assert outcome.notification is not None
+        (received,) = wait_for(lambda: recorder.on(topic), what="the outbox published it")
+        assert OfferNotification.model_validate_json(received) == outcome.notification
+        wait_for(
+            lambda: [r.status for r in cloud.rows(NotificationDelivery)] == ["sent"],
+            what="the delivery marked sent",
+        )
 
 
 def test_the_consumer_publishes_right_after_its_commit_and_marks_it_sent(
     database_url: str, mosquitto: Mosquitto
 ) -> None:
-    with running_engagement(database_url, mqtt_enabled=True, mqtt_url=mosquitto.url) as cloud:
-        cloud.campaign(id="welcome")
-        alice = register(cloud.client)
-        topic = notification_topic(alice.shopper_id)
-        recorder = MqttRecorder(mosquitto.url, topic)
-        try:
-            now = utc_now()
-            ref = shopper_token_ref(alice.app_key, token_window(now.timestamp()))
-            event = PresenceEvent(
-                store_id="store-1",
-                gateway_id="gw-1",
-                zone_id="entrance",
-                kind=PresenceKind.ENTER,
-                subject=Subject(type=SubjectType.APP, ref=ref),
-                ts=now,
-                dwell_s=0,
-                rssi=-58,
-            )
-            publish(mosquitto.url, presence_topic("store-1", "gw-1"), event.model_dump_json())
-            (received,) = wait_for(lambda: recorder.on(topic), what="the offer published")
-            notification = OfferNotification.model_validate_json(received)
-            # Marked sent by the consumer itself, well before the outbox's grace is over.
-            (row,) = wait_for(
-                lambda: cloud.rows(NotificationDelivery, NotificationDelivery.status == "sent"),
-                timeout_s=INLINE_GRACE.total_seconds() - 1,
-                what="marked sent",
-            )
-            assert (row.notification_id, row.attempts) == (notification.notification_id, 1)
-            assert row.sent_at is not None
-        finally:
-            recorder.close()
+    with alice_listening(database_url, mosquitto) as (cloud, alice, topic, recorder):
+        event = alice.seen(utc_now())
+        publish(mosquitto.url, presence_topic("store-1", "gw-1"), event.model_dump_json())
+        (received,) = wait_for(lambda: recorder.on(topic), what="the offer published")
+        notification = OfferNotification.model_validate_json(received)
+        # Marked sent by the consumer itself, well before the outbox's grace is over.
+        (row,) = wait_for(
+            lambda: cloud.rows(NotificationDelivery, NotificationDelivery.status == "sent"),
+            timeout_s=INLINE_GRACE.total_seconds() - 1,
+            what="marked sent",
+        )
+        assert (row.notification_id, row.attempts) == (notification.notification_id, 1)
+        assert row.sent_at is not None
