@@ -8,6 +8,7 @@ README's pictures (``make screenshots``).
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -16,6 +17,7 @@ import re
 import shutil
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,7 +35,11 @@ from cloud_api.config import CloudSettings
 from cloud_api.deps import CloudContext
 from cloud_api.ingest.presence_service import PresenceService
 from firmware_sim.scenario import load_scenario
+from firmware_sim.world import SimShopper, StoreWorld
+from gateway.config import GatewaySettings
+from gateway.simulated import simulated_gateway
 from storelink.broker import free_port
+from storelink.clock import SystemClock
 from storelink.demo_history import HistoryShape, seed_history
 from storelink.mqtt import make_client
 from storelink.wire import (
@@ -41,12 +47,7 @@ from storelink.wire import (
     BeaconHealth,
     GatewayState,
     GatewayStatus,
-    PresenceEvent,
-    PresenceKind,
-    Subject,
-    SubjectType,
     beacons_topic,
-    presence_topic,
     status_topic,
 )
 from tests.helpers import ADMIN_HEADERS, ADMIN_TOKEN, wait_for
@@ -65,6 +66,7 @@ CHROMIUM_ARGS = [
 ]
 STORE_A, STORE_B = "store-a", "store-b"
 GATEWAY = "gw-door"
+SIMULATED_GATEWAY = "gw-fitting-rooms"
 ZONES = ("entrance", "racks", "fitting-rooms")
 BEACON = "8b0ca750095477cb3e77:000000000001"
 PASSWORD = "correct horse battery"
@@ -212,18 +214,40 @@ def gateway_reports(cloud: Cloud) -> None:
     publish(cloud.publisher, beacons_topic(STORE_A, GATEWAY), report.model_dump_json(), True)
 
 
-def presence(cloud: Cloud, kind: PresenceKind, zone: str, subject: Subject, dwell_s: float) -> None:
-    event = PresenceEvent(
+@contextmanager
+def simulated_shopper(cloud: Cloud, zone: str, stay_s: float, outbox: Path) -> Iterator[None]:
+    """A phone without the app walks up to a real gateway scanning the simulator's radio, in
+    real time, stays ``stay_s`` and walks off; the gateway publishes over the test's broker."""
+    clock = SystemClock()
+    settings = GatewaySettings(
+        mqtt_url=cloud.mqtt_url,
+        mqtt_protocol="5",
         store_id=STORE_A,
-        gateway_id=GATEWAY,
+        gateway_id=SIMULATED_GATEWAY,
         zone_id=zone,
-        kind=kind,
-        subject=subject,
-        ts=datetime.now(UTC),
-        dwell_s=dwell_s,
-        rssi=-58,
+        outbox_path=str(outbox),
     )
-    publish(cloud.publisher, presence_topic(STORE_A, GATEWAY), event.model_dump_json())
+    world = StoreWorld(
+        app_uuid=settings.app_uuid,
+        gateways={SIMULATED_GATEWAY: (0.0, 1.0)},
+        shoppers=[SimShopper("walk-in", None, arrive_s=1.0, stay_s=stay_s)],
+        store_beacons=[],
+        start=clock.now(),
+        seed=7,
+    )
+    done = threading.Event()
+
+    async def scan() -> None:
+        async with simulated_gateway(settings, clock, world):
+            await asyncio.to_thread(done.wait)
+
+    thread = threading.Thread(target=asyncio.run, args=(scan(),), name="gateway", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(20)
 
 
 def zone_count(page: Page, zone: str) -> int:
@@ -269,21 +293,20 @@ def test_now_page_shows_live_occupancy_without_a_reload(
     before = zone_count(page, "fitting-rooms")
     page.evaluate("window.__sameDocument = true")
 
-    shopper = Subject(type=SubjectType.ANONYMOUS, ref="anon-browser-test")
-    presence(cloud, PresenceKind.ENTER, "fitting-rooms", shopper, 0.0)
-    wait_for(lambda: zone_count(page, "fitting-rooms") == before + 1, 15, "the shopper to show")
-    assert page.evaluate("window.__sameDocument") is True
-    in_store = int(page.locator("#in-store").inner_text())
-    assert in_store == api(cloud, "/v1/stats/occupancy")["in_store"]
+    with simulated_shopper(cloud, "fitting-rooms", 15.0, tmp_path / "outbox.db"):
+        wait_for(lambda: zone_count(page, "fitting-rooms") == before + 1, 30, "the shopper")
+        assert page.evaluate("window.__sameDocument") is True
+        in_store = int(page.locator("#in-store").inner_text())
+        assert in_store == api(cloud, "/v1/stats/occupancy")["in_store"]
 
-    expect(page.locator("#live table").first).to_contain_text(GATEWAY)
-    expect(page.locator("#live table").first).to_contain_text("online")
-    expect(page.locator("#live table").nth(1)).to_contain_text("2.95 V")
-    screenshot(page, "now", tmp_path)
+        expect(page.locator("#live table").first).to_contain_text(GATEWAY)
+        expect(page.locator("#live table").first).to_contain_text("online")
+        expect(page.locator("#live table").nth(1)).to_contain_text("2.95 V")
+        screenshot(page, "now", tmp_path)
 
-    presence(cloud, PresenceKind.EXIT, "fitting-rooms", shopper, 40.0)
-    wait_for(lambda: zone_count(page, "fitting-rooms") == before, 15, "the shopper to leave")
-    assert page.evaluate("window.__sameDocument") is True
+        # The walk-in leaves: the gateway's exit takes the live count back down.
+        wait_for(lambda: zone_count(page, "fitting-rooms") == before, 60, "the shopper to leave")
+        assert page.evaluate("window.__sameDocument") is True
 
 
 def test_footfall_page_shows_the_api_numbers(
