@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,30 @@ def test_a_campaign_offer_is_made_logged_and_queued_in_the_outbox(cloud: Engagem
     why = explain(cloud, "welcome", alice.shopper_id)
     assert why["summary"].startswith(f"offered {offer.code}")
     assert why["decisions"][0]["failed"] == []
+
+
+def test_a_campaign_changed_or_stopped_through_the_api_decides_the_next_event(
+    cloud: Engagement,
+) -> None:
+    # The ingest keeps the validated campaigns between batches: a change must still count at once.
+    cloud.campaign(id="welcome", reward={"value": "20"})
+    alice, bob, carol = (register(cloud.client) for _ in range(3))
+    first = cloud.seen(alice, NOW)
+    assert first.notification is not None
+    assert first.notification.percent_off == Decimal("20")
+
+    changed = {"id": "welcome", "name": "welcome", "reward": {"value": "35"}}
+    response = cloud.client.put("/v1/campaigns/welcome", json=changed, headers=ADMIN_HEADERS)
+    assert response.status_code == 200, response.text
+    second = cloud.seen(bob, NOW)
+    assert second.notification is not None
+    assert second.notification.percent_off == Decimal("35")
+
+    stopped = {**changed, "active": False}
+    response = cloud.client.put("/v1/campaigns/welcome", json=stopped, headers=ADMIN_HEADERS)
+    assert response.status_code == 200, response.text
+    third = cloud.seen(carol, NOW)
+    assert (third.notification, third.verdicts) == (None, ())
 
 
 def test_the_daily_cap_stops_a_second_offer_and_says_so(cloud: Engagement) -> None:

@@ -569,9 +569,9 @@ class PresenceConsumer:
         events = [message for _, message in parsed if isinstance(message, PresenceEvent)]
         statuses = [message for _, message in parsed if isinstance(message, GatewayStatus)]
         reports = [message for _, message in parsed if isinstance(message, BeaconFleetReport)]
-        resolved = self._service.resolve(events)
         with self._sessions.begin() as session:
             begin_write(session)
+            resolved = self._service.resolve(events, session=session)
             outcomes = iter(self._service.apply(session, resolved, now))
             for status in statuses:
                 record_gateway_status(session, status, now)

@@ -57,6 +57,12 @@ class _Loaded:
     devices: Mapping[str, ConsentingShopper]
 
 
+def _load(session: Session) -> tuple[_Loaded, int | None]:
+    version = _version(session)
+    tokens = TokenIndex(load_consenting_shoppers(session))
+    return _Loaded(tokens, load_device_owners(session)), version
+
+
 class ShopperDirectory:
     """Shared by the HTTP API, which invalidates it, and the consumer, which resolves with it."""
 
@@ -75,36 +81,51 @@ class ShopperDirectory:
             self._index = None
             self._generation += 1
 
-    def refresh(self) -> None:
-        """Drop the index if another worker changed the shoppers since it was loaded."""
-        with self._sessions() as session:
+    def refresh(self, session: Session | None = None) -> None:
+        """Drop the index if another worker changed the shoppers since it was loaded.
+
+        ``session``: the caller's transaction, which saves the ingest a session (a connection
+        check-out and, on PostgreSQL, its ping) per batch; a session of its own without it.
+        """
+        if session is None:
+            with self._sessions() as own:
+                version = _version(own)
+        else:
             version = _version(session)
         with self._lock:
             if self._index is not None and version != self._version:
                 self._index = None
                 self._generation += 1
 
-    def resolve(self, ref: str, at: datetime) -> ConsentingShopper | None:
-        """The consenting shopper whose app advertised the token ``ref`` around ``at``."""
-        return self._current().tokens.resolve(ref, at)
+    def resolve(
+        self, ref: str, at: datetime, session: Session | None = None
+    ) -> ConsentingShopper | None:
+        """The consenting shopper whose app advertised the token ``ref`` around ``at``.
 
-    def resolve_device(self, ref: str) -> ConsentingShopper | None:
+        ``session``: where to load the index from if it must be (see ``refresh``).
+        """
+        return self._current(session).tokens.resolve(ref, at)
+
+    def resolve_device(self, ref: str, session: Session | None = None) -> ConsentingShopper | None:
         """The consenting owner of the wearable or key fob a gateway published as ``ref``."""
-        return self._current().devices.get(ref.lower())
+        return self._current(session).devices.get(ref.lower())
 
-    def _current(self) -> _Loaded:
+    def _current(self, session: Session | None) -> _Loaded:
         with self._lock:
             index, generation = self._index, self._generation
         if index is not None:
             return index
-        # A session of its own, begun after reading the generation: it sees every change
-        # committed before the invalidation that generation counts. The version is read
-        # first: a change committed in between makes the next refresh load again.
-        with self._sessions() as session:
-            version = _version(session)
-            tokens = TokenIndex(load_consenting_shoppers(session))
-            index = _Loaded(tokens, load_device_owners(session))
-        logger.debug("token index rebuilt for %d consenting shoppers", len(tokens))
+        # Loaded after reading the generation, so it sees every change committed before the
+        # invalidation that generation counts: a session of its own begins now, and a caller's
+        # write transaction holds SQLite's write lock (nothing commits while it runs) or reads
+        # each statement afresh (PostgreSQL's READ COMMITTED). The version is read first: a
+        # change committed in between makes the next refresh load again.
+        if session is None:
+            with self._sessions() as own:
+                index, version = _load(own)
+        else:
+            index, version = _load(session)
+        logger.debug("token index rebuilt for %d consenting shoppers", len(index.tokens))
         with self._lock:
             if self._generation == generation:
                 self._index, self._version = index, version

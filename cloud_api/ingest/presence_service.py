@@ -133,25 +133,33 @@ class PresenceService:
 
     def handle_batch(self, events: Sequence[PresenceEvent], now: datetime) -> list[PresenceOutcome]:
         """Apply ``events`` in order, in one transaction; one outcome per event."""
-        resolved = self.resolve(events)
         with self._sessions.begin() as session:
             begin_write(session)
-            return self.apply(session, resolved, now)
+            return self.apply(session, self.resolve(events, session=session), now)
 
-    def resolve(self, events: Sequence[PresenceEvent], source: str = "gateway") -> list[Resolved]:
-        """Whose app token, wearable or key fob each event saw; in memory, before the transaction.
+    def resolve(
+        self,
+        events: Sequence[PresenceEvent],
+        source: str = "gateway",
+        *,
+        session: Session | None = None,
+    ) -> list[Resolved]:
+        """Whose app token, wearable or key fob each event saw; in memory.
 
         ``source`` is recorded with each event: ``gateway`` or ``app`` (a check-in).
+        ``session``: the batch's write transaction, for the directory's version check (one
+        statement instead of a session of its own per batch); the directory's own without it.
         """
+        directory = self._directory
         if any(event.subject.type in _RESOLVABLE for event in events):
-            self._directory.refresh()
+            directory.refresh(session)
         resolved = []
         for event in events:
             shopper = None
             if event.subject.type == SubjectType.APP:
-                shopper = self._directory.resolve(event.subject.ref, event.ts)
+                shopper = directory.resolve(event.subject.ref, event.ts, session)
             elif event.subject.type in _RESOLVABLE:
-                shopper = self._directory.resolve_device(event.subject.ref)
+                shopper = directory.resolve_device(event.subject.ref, session)
             resolved.append(Resolved.of(event, shopper, source))
         return resolved
 

@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from cloud_api.ingest import bulk
 from cloud_api.match import decide
 from cloud_api.match.campaigns import CampaignSpec, TriggerKind
 from cloud_api.match.decide import CartFacts, CartLine, Moment, Outcome, PastDecision, ShopperFacts
@@ -27,6 +28,7 @@ from cloud_api.offers.codes import new_offer_code
 from cloud_api.shoppers.loyalty_store import segments_of
 from cloud_api.store.db import lock_key, lock_keys
 from cloud_api.store.models import (
+    Base,
     CampaignDecision,
     CampaignRow,
     Cart,
@@ -40,6 +42,7 @@ from storelink.wire import OfferItem, OfferNotification, PresenceEvent, notifica
 # The worker that made a notification sends it right after its commit; the outbox sender leaves
 # it alone this long, and only takes it over if that worker died first.
 INLINE_GRACE = timedelta(seconds=5)
+DECISIONS = Base.metadata.tables[CampaignDecision.__tablename__]
 
 
 @dataclass(frozen=True)
@@ -56,11 +59,25 @@ class Decided:
     notification: OfferNotification | None
 
 
+# Each campaign's specification as last read, validated: the ingest reads the campaigns at every
+# batch, and validating them again each time cost more than reading them. A specification that
+# reads differently (an update through any worker) is validated again.
+_validated: dict[str, tuple[dict[str, Any], CampaignSpec]] = {}
+
+
 def load_campaigns(session: Session, default: CampaignSpec) -> list[CampaignSpec]:
     """The active campaigns; the default one while no campaign is defined at all."""
-    specs = [
-        CampaignSpec.model_validate(spec) for spec in session.scalars(sa.select(CampaignRow.spec))
-    ]
+    validated: dict[str, tuple[dict[str, Any], CampaignSpec]] = {}
+    specs = []
+    for campaign_id, raw in session.execute(sa.select(CampaignRow.id, CampaignRow.spec)):
+        cached = _validated.get(campaign_id)
+        if cached is None or cached[0] != raw:
+            cached = (raw, CampaignSpec.model_validate(raw))
+        validated[campaign_id] = cached
+        specs.append(cached[1])
+    # Deleted campaigns leave; at worst a concurrent batch validates one spec again.
+    _validated.clear()
+    _validated.update(validated)
     if not specs:
         return [default]
     return [spec for spec in specs if spec.active]
@@ -159,8 +176,8 @@ def decide_batch(
         session.execute(sa.insert(Notification), notifications)
         if deliveries:
             session.execute(sa.insert(NotificationDelivery), deliveries)
-    if decisions:
-        session.execute(sa.insert(CampaignDecision), decisions)
+    # One row per campaign and candidate: written the way the events are, not through the ORM.
+    bulk.insert(session, DECISIONS, decisions)
     return results
 
 
