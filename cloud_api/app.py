@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from cloud_api.api.openapi_docs import install_openapi
 from cloud_api.api.problems import install_problem_handlers
 from cloud_api.config import CloudSettings
 from cloud_api.deps import CloudContext
@@ -58,6 +59,7 @@ def create_app(settings: CloudSettings | None = None) -> FastAPI:
         app.state.consumer = consumer
         outbox = outbox_sender(settings, sessions, consumer)
         outbox.start()
+        app.state.outbox = outbox
         try:
             yield
         finally:
@@ -74,6 +76,7 @@ def create_app(settings: CloudSettings | None = None) -> FastAPI:
     app.state.consumer = None
     app.state.timeseries = None
     install_problem_handlers(app)
+    install_openapi(app)
     app.include_router(api_router)
     app.include_router(health_router)
     mount_dashboard(app)

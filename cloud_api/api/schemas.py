@@ -26,6 +26,10 @@ class _Response(BaseModel):
 class ConsentIn(_Request):
     """Both answers are required and must be JSON booleans: consent is never implied."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"personal_offers": True, "footfall_analytics": False}]}
+    )
+
     personal_offers: StrictBool = Field(
         description="offers based on the shopper's carts, sent when they walk into a store"
     )
@@ -35,6 +39,19 @@ class ConsentIn(_Request):
 
 
 class ShopperCreate(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "display_name": "Giulia",
+                    "consent": {"personal_offers": True, "footfall_analytics": False},
+                    "consent_text_version": "2026-10",
+                    "email": "giulia@example.com",
+                }
+            ]
+        }
+    )
+
     display_name: str | None = Field(default=None, max_length=100)
     consent: ConsentIn
     consent_text_version: str = Field(
@@ -52,11 +69,35 @@ class ShopperCreate(_Request):
 
 
 class ConsentUpdate(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "consent": {"personal_offers": False, "footfall_analytics": False},
+                    "consent_text_version": "2026-10",
+                }
+            ]
+        }
+    )
+
     consent: ConsentIn
     consent_text_version: str = Field(min_length=1, max_length=64)
 
 
 class ConsentOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "personal_offers": True,
+                    "footfall_analytics": False,
+                    "text_version": "2026-10",
+                    "given_at": "2026-11-24T15:42:07Z",
+                }
+            ]
+        }
+    )
+
     personal_offers: bool
     footfall_analytics: bool
     text_version: str
@@ -64,6 +105,26 @@ class ConsentOut(BaseModel):
 
 
 class ShopperOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "shopper_id": "shp_hybxv1wjpwe0t6gfcc2ha1wwm4",
+                    "display_name": "Giulia",
+                    "notification_topic": "storelink/v1/shoppers/shp_hybxv1wjpwe0t6gfcc2ha1wwm4"
+                    "/notifications",
+                    "consent": {
+                        "personal_offers": True,
+                        "footfall_analytics": False,
+                        "text_version": "2026-10",
+                        "given_at": "2026-11-24T15:42:07Z",
+                    },
+                    "created_at": "2026-11-24T15:42:07Z",
+                }
+            ]
+        }
+    )
+
     shopper_id: str
     display_name: str | None
     notification_topic: str
@@ -72,6 +133,25 @@ class ShopperOut(BaseModel):
 
 
 class ShopperCreated(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "shopper_id": "shp_hybxv1wjpwe0t6gfcc2ha1wwm4",
+                    "app_key": "9f2c4e1a7b3d5f6081a2b3c4d5e6f708",
+                    "notification_topic": "storelink/v1/shoppers/shp_hybxv1wjpwe0t6gfcc2ha1wwm4"
+                    "/notifications",
+                    "consent": {
+                        "personal_offers": True,
+                        "footfall_analytics": False,
+                        "text_version": "2026-10",
+                        "given_at": "2026-11-24T15:42:07Z",
+                    },
+                }
+            ]
+        }
+    )
+
     shopper_id: str
     app_key: str = Field(description="hex; the app's token key, returned at registration only")
     notification_topic: str
@@ -82,6 +162,20 @@ class ShopperCreated(BaseModel):
 
 
 class CartItemIn(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "sku": "SCARF-RED-M",
+                    "name": "Wool scarf, red",
+                    "category": "accessories",
+                    "unit_price": "24.90",
+                    "quantity": 1,
+                }
+            ]
+        }
+    )
+
     sku: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1, max_length=200)
     category: str = Field(max_length=64)
@@ -90,6 +184,37 @@ class CartItemIn(_Request):
 
 
 class CartWebhook(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "cart_id": "cart-8841",
+                    "shopper_id": "shp_hybxv1wjpwe0t6gfcc2ha1wwm4",
+                    "items": [
+                        {
+                            "sku": "SCARF-RED-M",
+                            "name": "Wool scarf, red",
+                            "category": "accessories",
+                            "unit_price": "24.90",
+                            "quantity": 1,
+                        },
+                        {
+                            "sku": "GLOVES-BLK-S",
+                            "name": "Leather gloves",
+                            "category": "accessories",
+                            "unit_price": "39.00",
+                            "quantity": 1,
+                        },
+                    ],
+                    "total": "63.90",
+                    "currency": "EUR",
+                    "status": "open",
+                    "updated_at": "2026-11-24T15:42:07Z",
+                }
+            ]
+        }
+    )
+
     cart_id: str = Field(min_length=1, max_length=128)
     shopper_id: str = Field(min_length=1, max_length=64)
     items: list[CartItemIn]
@@ -100,6 +225,12 @@ class CartWebhook(_Request):
 
 
 class CartAccepted(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"cart_id": "cart-8841", "status": "open", "applied": True}]
+        }
+    )
+
     cart_id: str
     status: str = Field(description="the cart's status as stored after this update")
     applied: bool = Field(description="false when the update was older than the stored cart")
@@ -109,6 +240,31 @@ class CartAccepted(BaseModel):
 
 
 class OfferOut(_Response):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "code": "7KQ2-M9XD",
+                    "shopper_id": "shp_hybxv1wjpwe0t6gfcc2ha1wwm4",
+                    "store_id": "store-1",
+                    "cart_id": "cart-8841",
+                    "visit_id": 1207,
+                    "campaign_id": "abandoned-cart",
+                    "percent_off": "10",
+                    "amount_off": None,
+                    "min_spend": None,
+                    "online": True,
+                    "items": [],
+                    "currency": "EUR",
+                    "created_at": "2026-11-24T15:42:07Z",
+                    "expires_at": "2026-11-24T17:42:07Z",
+                    "redeemed_at": None,
+                    "order_ref": None,
+                }
+            ]
+        }
+    )
+
     code: str
     shopper_id: str
     store_id: str
@@ -128,6 +284,25 @@ class OfferOut(_Response):
 
 
 class VisitOut(_Response):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 1207,
+                    "store_id": "store-1",
+                    "subject_type": "app",
+                    "subject_ref": "shp_hybxv1wjpwe0t6gfcc2ha1wwm4",
+                    "shopper_id": "shp_hybxv1wjpwe0t6gfcc2ha1wwm4",
+                    "started_at": "2026-11-24T15:30:12Z",
+                    "last_seen_at": "2026-11-24T15:42:07Z",
+                    "ended_at": None,
+                    "zones": ["entrance", "racks"],
+                    "dwell_s": 715.0,
+                }
+            ]
+        }
+    )
+
     id: int
     store_id: str
     subject_type: str
@@ -161,6 +336,20 @@ class GatewayStatusOut(_Response):
 
 
 class StatsSummary(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "visits": 1840,
+                    "offers": 212,
+                    "notifications": 205,
+                    "presence_events": 96511,
+                    "invalid_payloads": 3,
+                }
+            ]
+        }
+    )
+
     visits: int
     offers: int
     notifications: int

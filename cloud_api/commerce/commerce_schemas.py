@@ -13,7 +13,33 @@ from cloud_api.api.schemas import CartItemIn, Currency
 class OrderWebhook(BaseModel):
     """An order from the till (POS) or an online shop that is not Shopify."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_ref": "pos-store-1-000482",
+                    "channel": "pos",
+                    "store_id": "store-1",
+                    "shopper_id": "shp_hybxv1wjpwe0t6gfcc2ha1wwm4",
+                    "cart_id": "cart-8841",
+                    "items": [
+                        {
+                            "sku": "SCARF-RED-M",
+                            "name": "Wool scarf, red",
+                            "category": "accessories",
+                            "unit_price": "24.90",
+                            "quantity": 1,
+                        }
+                    ],
+                    "total": "22.41",
+                    "currency": "EUR",
+                    "discount_codes": ["7KQ2-M9XD"],
+                    "ordered_at": "2026-11-24T16:05:31+01:00",
+                }
+            ]
+        },
+    )
 
     order_ref: str = Field(
         min_length=1, max_length=128, description="unique per order; retries dedup on it"

@@ -65,6 +65,34 @@ class DiscountCode(_Payload):
 
 
 class Checkout(_Payload):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "token": "8f3c2b7e1d9a4c6f",
+                    "cart_token": "c1-7b9e2a4d",
+                    "email": "giulia@example.com",
+                    "customer": {"id": 6120384520001, "email": "giulia@example.com"},
+                    "line_items": [
+                        {
+                            "sku": "SCARF-RED-M",
+                            "title": "Wool scarf, red",
+                            "quantity": 1,
+                            "price": "24.90",
+                            "variant_id": 40211533000001,
+                            "product_type": "accessories",
+                        }
+                    ],
+                    "total_price": "24.90",
+                    "currency": "EUR",
+                    "abandoned_checkout_url": "https://shop.example.com/checkouts/8f3c2b7e1d9a4c6f/recover",
+                    "updated_at": "2026-11-24T15:42:07+01:00",
+                    "completed_at": None,
+                }
+            ]
+        }
+    )
+
     token: str = Field(min_length=1, max_length=100)
     cart_token: str | None = None
     email: str | None = None
@@ -78,6 +106,35 @@ class Checkout(_Payload):
 
 
 class ShopifyOrder(_Payload):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 5301948270001,
+                    "checkout_token": "8f3c2b7e1d9a4c6f",
+                    "cart_token": "c1-7b9e2a4d",
+                    "email": "giulia@example.com",
+                    "customer": {"id": 6120384520001, "email": "giulia@example.com"},
+                    "line_items": [
+                        {
+                            "sku": "SCARF-RED-M",
+                            "title": "Wool scarf, red",
+                            "quantity": 1,
+                            "price": "24.90",
+                            "variant_id": 40211533000001,
+                            "product_type": "accessories",
+                        }
+                    ],
+                    "total_price": "22.41",
+                    "currency": "EUR",
+                    "discount_codes": [{"code": "7KQ2-M9XD"}],
+                    "source_name": "web",
+                    "created_at": "2026-11-24T16:05:31+01:00",
+                }
+            ]
+        }
+    )
+
     id: int
     checkout_token: str | None = None
     cart_token: str | None = None

@@ -7,7 +7,7 @@ from typing import Annotated, Generic, TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from cloud_api.fleet.geometry import Point, polygon_problem
 from storelink.wire import BeaconId, Calibration, Identifier, ZoneConfig
@@ -51,6 +51,19 @@ Polygon = Annotated[
 
 
 class StoreCreate(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "store_id": "store-1",
+                    "name": "Milano Corso Como",
+                    "timezone": "Europe/Rome",
+                    "calibration": {"by_device_class": {"apple_phone": -59, "garmin": -66}},
+                }
+            ]
+        }
+    )
+
     store_id: Identifier
     name: str = Field(min_length=1, max_length=200)
     timezone: Annotated[str, AfterValidator(_time_zone)] = "UTC"
@@ -69,6 +82,12 @@ class StoreCreate(_Request):
 class StoreUpdate(_Request):
     """What to change; a field left out stays as it is."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"name": "Milano Corso Como 12", "timezone": "Europe/Rome"}]
+        }
+    )
+
     name: str | None = Field(default=None, min_length=1, max_length=200)
     timezone: Annotated[str, AfterValidator(_time_zone)] | None = None
     app_uuid: UUID | None = None
@@ -76,14 +95,48 @@ class StoreUpdate(_Request):
     staff_beacons: list[BeaconId] | None = None
     store_beacons: list[BeaconId] | None = None
 
+    @field_validator("name", "timezone", "calibration", "staff_beacons", "store_beacons")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Only a null sent on purpose reaches here (defaults are not validated): the store
+        # always has these, so null would be stored and break every read of the store.
+        if value is None:
+            raise ValueError("leave the field out to keep it; it cannot be null")
+        return value
+
 
 class ZoneCreate(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "zone_id": "racks",
+                    "name": "Racks and accessories",
+                    "polygon": [[0, 0], [6, 0], [6, 4], [0, 4]],
+                }
+            ]
+        }
+    )
+
     zone_id: Identifier
     name: str = Field(min_length=1, max_length=200)
     polygon: Polygon
 
 
 class ZoneOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "zone_id": "racks",
+                    "name": "Racks and accessories",
+                    "polygon": [[0, 0], [6, 0], [6, 4], [0, 4]],
+                    "created_at": "2026-11-24T15:42:07Z",
+                }
+            ]
+        }
+    )
+
     zone_id: str
     name: str
     polygon: list[tuple[float, float]]
@@ -91,6 +144,23 @@ class ZoneOut(BaseModel):
 
 
 class StoreOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "store_id": "store-1",
+                    "name": "Milano Corso Como",
+                    "timezone": "Europe/Rome",
+                    "app_uuid": None,
+                    "calibration": {"by_beacon": {}, "by_device_class": {"apple_phone": -59}},
+                    "staff_beacons": [],
+                    "store_beacons": [],
+                    "created_at": "2026-11-24T15:42:07Z",
+                }
+            ]
+        }
+    )
+
     store_id: str
     name: str
     timezone: str
@@ -102,11 +172,52 @@ class StoreOut(BaseModel):
 
 
 class StoreDetail(StoreOut):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "store_id": "store-1",
+                    "name": "Milano Corso Como",
+                    "timezone": "Europe/Rome",
+                    "app_uuid": None,
+                    "calibration": {"by_beacon": {}, "by_device_class": {"apple_phone": -59}},
+                    "staff_beacons": [],
+                    "store_beacons": [],
+                    "created_at": "2026-11-24T15:42:07Z",
+                    "zones": [
+                        {
+                            "zone_id": "racks",
+                            "name": "Racks and accessories",
+                            "polygon": [[0, 0], [6, 0], [6, 4], [0, 4]],
+                            "created_at": "2026-11-24T15:42:07Z",
+                        }
+                    ],
+                    "gateway_ids": ["gw-store-1-a"],
+                }
+            ]
+        }
+    )
+
     zones: list[ZoneOut]
     gateway_ids: list[str]
 
 
 class GatewayCreate(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "gateway_id": "gw-store-1-a",
+                    "name": "Ceiling, by the racks",
+                    "zones": [
+                        {"zone_id": "racks", "enter_distance_m": 2.5, "exit_distance_m": 3.5},
+                        {"zone_id": "entrance", "enter_distance_m": 3.0},
+                    ],
+                }
+            ]
+        }
+    )
+
     gateway_id: Identifier = Field(description="unique in the chain: also its MQTT user name")
     name: str = Field(default="", max_length=200)
     zones: list[ZoneConfig] = Field(
@@ -117,6 +228,26 @@ class GatewayCreate(_Request):
 
 
 class GatewayOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "gateway_id": "gw-store-1-a",
+                    "store_id": "store-1",
+                    "name": "Ceiling, by the racks",
+                    "zones": [
+                        {"zone_id": "racks", "enter_distance_m": 2.5, "exit_distance_m": 3.5}
+                    ],
+                    "config_topic": "storelink/v1/store-1/gw-store-1-a/config",
+                    "config_version": 4,
+                    "state": "online",
+                    "last_status_at": "2026-11-24T15:42:07Z",
+                    "created_at": "2026-11-02T09:00:00Z",
+                }
+            ]
+        }
+    )
+
     gateway_id: str
     store_id: str
     name: str
@@ -129,6 +260,29 @@ class GatewayOut(BaseModel):
 
 
 class GatewayProvisioned(GatewayOut):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "gateway_id": "gw-store-1-a",
+                    "store_id": "store-1",
+                    "name": "Ceiling, by the racks",
+                    "zones": [
+                        {"zone_id": "racks", "enter_distance_m": 2.5, "exit_distance_m": 3.5}
+                    ],
+                    "config_topic": "storelink/v1/store-1/gw-store-1-a/config",
+                    "config_version": 1,
+                    "state": None,
+                    "last_status_at": None,
+                    "created_at": "2026-11-24T15:42:07Z",
+                    "mqtt_username": "gw-store-1-a",
+                    "mqtt_password": "Qm7vT2xK9pR4wN8sL3cF6hJ1yB5dG0aZ",
+                    "config_published": True,
+                }
+            ]
+        }
+    )
+
     mqtt_username: str
     mqtt_password: str = Field(description="shown this once; the cloud keeps only its hash")
     config_published: bool = Field(

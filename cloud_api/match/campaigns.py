@@ -147,6 +147,55 @@ class Limits(_Spec):
 
 
 class CampaignSpec(_Spec):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "abandoned-cart",
+                    "name": "Abandoned cart welcome back",
+                    "priority": 10,
+                    "store_ids": ["store-1"],
+                    "trigger": {"kind": "enter"},
+                    "conditions": {"cart_min_age_s": 3600, "cart_max_age_s": 604800},
+                    "reward": {
+                        "kind": "percent",
+                        "value": "10",
+                        "applies_to": "cart",
+                        "online": True,
+                        "ttl_s": 7200,
+                    },
+                    "limits": {"cart_cooldown_s": 86400, "per_shopper_per_week": 2},
+                },
+                {
+                    "id": "racks-accessories",
+                    "name": "Accessories for the cart, while browsing the racks",
+                    "priority": 5,
+                    "store_ids": ["store-1"],
+                    "trigger": {"kind": "dwell", "zone": "racks", "dwell_s": 60},
+                    "conditions": {
+                        "zone_categories": {"racks": "accessories"},
+                        "cart_min_value": "20",
+                    },
+                    "reward": {
+                        "kind": "amount",
+                        "value": "5",
+                        "applies_to": "matching_items",
+                        "min_spend": "20",
+                        "currency": "EUR",
+                    },
+                    "limits": {
+                        "per_shopper_per_week": 1,
+                        "quiet_start": "21:00",
+                        "quiet_end": "08:00",
+                        "timezone": "Europe/Rome",
+                        "budget_offers": 500,
+                    },
+                    "holdout_share": 0.2,
+                },
+            ]
+        }
+    )
+
     id: CampaignId
     name: str = Field(min_length=1, max_length=200)
     active: bool = True

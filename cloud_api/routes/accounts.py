@@ -52,6 +52,7 @@ def log_in(body: LoginIn, session: SessionDep, context: ContextDep) -> LoginOut:
 
 @router.get("/auth/me")
 def who_am_i(principal: StaffDep) -> WhoAmI:
+    """The caller as the API sees it: administrator or staff, and the stores they may see."""
     store_ids = None if principal.store_ids is None else sorted(principal.store_ids)
     return WhoAmI(admin=principal.is_admin, email=principal.email, store_ids=store_ids)
 
@@ -71,6 +72,7 @@ def log_out(principal: StaffDep, session: SessionDep) -> None:
     responses={409: {"description": "e-mail taken"}, 422: {"description": "unknown store"}},
 )
 def add_staff(body: StaffCreate, _admin: AdminDep, session: SessionDep) -> StaffOut:
+    """A staff account that may see the given stores; it logs in with its e-mail and password."""
     require_stores_exist(session, body.store_ids)
     try:
         account = create_staff(session, body.email, body.password, body.store_ids, utc_now())
@@ -85,6 +87,7 @@ def add_staff(body: StaffCreate, _admin: AdminDep, session: SessionDep) -> Staff
 
 @router.get("/staff")
 def list_staff(_admin: AdminDep, session: SessionDep) -> list[StaffOut]:
+    """Every staff account, by e-mail, with the stores each may see."""
     accounts = session.scalars(sa.select(StaffAccount).order_by(StaffAccount.email))
     return [_staff_out(session, account) for account in accounts]
 
@@ -109,6 +112,7 @@ def add_api_key(body: ApiKeyCreate, _admin: AdminDep, session: SessionDep) -> Ap
 
 @router.get("/api-keys")
 def list_api_keys(_admin: AdminDep, session: SessionDep) -> list[ApiKeyOut]:
+    """Every integration key, revoked ones included; never the key itself."""
     keys = session.scalars(sa.select(ApiKey).order_by(ApiKey.id))
     return [_api_key_out(session, key) for key in keys]
 
@@ -119,6 +123,7 @@ def list_api_keys(_admin: AdminDep, session: SessionDep) -> list[ApiKeyOut]:
     responses={404: {"description": "no such key"}},
 )
 def revoke_api_key(api_key_id: int, _admin: AdminDep, session: SessionDep) -> None:
+    """Revoke a key at once; calls that present it answer 401 from then on."""
     key = session.get(ApiKey, api_key_id)
     if key is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no API key {api_key_id}")

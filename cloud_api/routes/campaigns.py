@@ -104,6 +104,7 @@ def list_campaigns(
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses={409: {"description": "exists"}})
 def create_campaign(spec: CampaignSpec, principal: StaffDep, session: SessionDep) -> CampaignOut:
+    """Add a campaign; staff may add one only for stores they manage."""
     _check_manage(principal, spec)
     if session.get(CampaignRow, spec.id) is not None:
         raise HTTPException(
@@ -116,6 +117,7 @@ def create_campaign(spec: CampaignSpec, principal: StaffDep, session: SessionDep
 
 @router.get("/{campaign_id}")
 def get_campaign(campaign_id: str, principal: StaffDep, session: SessionDep) -> CampaignOut:
+    """One campaign, if the caller may see one of its stores."""
     out = _out(_row(session, campaign_id))
     if not _visible(principal, out.campaign):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no campaign {campaign_id!r}")
@@ -126,6 +128,7 @@ def get_campaign(campaign_id: str, principal: StaffDep, session: SessionDep) -> 
 def replace_campaign(
     campaign_id: str, spec: CampaignSpec, principal: StaffDep, session: SessionDep
 ) -> CampaignOut:
+    """Create or replace a campaign's definition; the id in the body must be the one in the path."""
     if spec.id != campaign_id:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,

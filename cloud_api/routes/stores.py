@@ -55,6 +55,7 @@ def _zone_out(zone: Zone) -> ZoneOut:
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses={409: {"description": "exists"}})
 def create_store(body: StoreCreate, _admin: AdminDep, session: SessionDep) -> StoreOut:
+    """Add a store; its id is chosen by the caller and never changes."""
     store = Store(
         id=body.store_id,
         name=body.name,
@@ -88,6 +89,7 @@ def list_stores(
 
 @router.get("/{store_id}", responses={404: {"description": "no such store"}})
 def store_detail(store_id: str, _caller: StoreStaffDep, session: SessionDep) -> StoreDetail:
+    """A store with its zones and gateways."""
     store = get_store(session, store_id)
     zones = session.scalars(sa.select(Zone).where(Zone.store_id == store_id).order_by(Zone.zone_id))
     gateway_ids = session.scalars(
@@ -121,6 +123,7 @@ def update_store(
     responses={404: {"description": "no such store"}, 409: {"description": "exists"}},
 )
 def create_zone(store_id: str, body: ZoneCreate, _admin: AdminDep, session: SessionDep) -> ZoneOut:
+    """Add a zone to a store; the gateways that cover it are told on their next config."""
     get_store(session, store_id)
     zone = Zone(
         store_id=store_id,
@@ -148,6 +151,7 @@ def list_zones(
     limit: PageLimit = 100,
     cursor: Cursor = None,
 ) -> Page[ZoneOut]:
+    """The zones of a store, by zone id, a page at a time."""
     get_store(session, store_id)
     query = sa.select(Zone).where(Zone.store_id == store_id)
     zones, next_cursor = paginate(session, query, [(Zone.zone_id, "asc")], limit, cursor)
@@ -232,6 +236,7 @@ def list_store_gateways(
     limit: PageLimit = 100,
     cursor: Cursor = None,
 ) -> Page[GatewayOut]:
+    """The gateways of a store, a page at a time."""
     get_store(session, store_id)
     query = sa.select(Gateway).where(Gateway.store_id == store_id)
     gateways, next_cursor = paginate(session, query, [(Gateway.id, "asc")], limit, cursor)

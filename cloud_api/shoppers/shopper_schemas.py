@@ -56,6 +56,30 @@ class KeyFobIn(_Request):
 
 
 class DeviceIn(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "device": {
+                        "kind": "wearable",
+                        "irk": "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+                        "store_id": None,
+                        "label": "Giulia's watch",
+                    }
+                },
+                {
+                    "device": {
+                        "kind": "key_fob",
+                        "uuid": "e2c56db5-dffb-48d2-b060-d0f5a71096e0",
+                        "major": 1,
+                        "minor": 4207,
+                        "label": "loyalty key fob",
+                    }
+                },
+            ]
+        }
+    )
+
     device: Annotated[WearableIn | KeyFobIn, Field(discriminator="kind")]
 
 
@@ -76,6 +100,23 @@ class BeaconIn(_Request):
 
 
 class CheckinIn(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "shopper_id": "shp_hybxv1wjpwe0t6gfcc2ha1wwm4",
+                    "beacon": {
+                        "uuid": "e2c56db5-dffb-48d2-b060-d0f5a71096e0",
+                        "major": 1,
+                        "minor": 1,
+                    },
+                    "kind": "enter",
+                    "at": "2026-11-24T15:42:07Z",
+                }
+            ]
+        }
+    )
+
     shopper_id: str = Field(min_length=1, max_length=64)
     beacon: BeaconIn = Field(description="the store's own beacon whose region the phone crossed")
     kind: Literal["enter", "exit"]
@@ -97,11 +138,25 @@ class CheckinAccepted(BaseModel):
 class IdentityLink(_Request):
     """How the shop knows the shopper, so that its carts and orders reach the right person."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"email": "giulia@example.com", "shopify_customer_id": 6120384520001}]
+        }
+    )
+
     email: Email | None = Field(default=None, description="kept as its SHA-256 only")
     shopify_customer_id: Annotated[int, Field(ge=1)] | None = None
 
 
 class ShopperEventIn(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"event_id": "evt-3f9a1c07", "kind": "referral", "at": "2026-11-24T15:42:07Z"}
+            ]
+        }
+    )
+
     event_id: str = Field(
         min_length=1, max_length=64, description="chosen by the app; a retry is ignored"
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class StayRules(BaseModel):
@@ -22,6 +22,23 @@ class ZoneOccupancyOut(BaseModel):
 
 
 class OccupancyOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "store_id": "store-1",
+                    "at": "2026-11-24T15:42:07Z",
+                    "in_store": 23,
+                    "zones": [
+                        {"zone_id": "entrance", "present": 4},
+                        {"zone_id": "racks", "present": 11},
+                        {"zone_id": "tills", "present": 8},
+                    ],
+                }
+            ]
+        }
+    )
+
     store_id: str
     at: datetime
     in_store: int = Field(description="subjects in the store now, in any zone")
@@ -48,6 +65,30 @@ class VisitsPerHourOut(BaseModel):
 
 
 class VisitorsOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "store_id": "store-1",
+                    "start": "2026-11-17",
+                    "end": "2026-11-23",
+                    "timezone": "Europe/Rome",
+                    "lookback_days": 28,
+                    "rules": {"min_store_stay_s": 60.0, "min_zone_stay_s": 20.0},
+                    "visits": 1840,
+                    "unique_visitors": 1512,
+                    "identified_visitors": 312,
+                    "anonymous_visitors": 1200,
+                    "returning_identified": 141,
+                    "returning_rate_identified": 0.452,
+                    "returning_rate_lower": 0.093,
+                    "returning_rate_upper": 0.887,
+                    "method": "identified visitors are exact; anonymous ones bound the rate",
+                }
+            ]
+        }
+    )
+
     store_id: str
     start: date
     end: date = Field(description="last local day of the period, inclusive")
