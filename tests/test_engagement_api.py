@@ -103,6 +103,11 @@ def test_the_funnel_of_a_campaign_from_decision_to_revenue(cloud: Engagement) ->
     assert uplift["ci_low"] < uplift["difference"] < uplift["ci_high"]
     assert set(body["segments"]) == {"new", "regular", "loyal", "at_risk"}
     assert sum(body["segments"].values()) == 10
+    moves = body["segment_movement"]
+    assert sum(move["shoppers"] for move in moves) == 10
+    assert {move["to_segment"] for move in moves} == {
+        segment for segment, count in body["segments"].items() if count
+    }
 
     empty = cloud.client.get(
         "/v1/stats/engagement", params={"store_id": "store-2"}, headers=ADMIN_HEADERS

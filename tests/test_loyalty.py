@@ -16,6 +16,7 @@ from cloud_api.shoppers.loyalty import (
     ShopperFacts,
     VisitFact,
     segment,
+    segment_movement,
     value,
 )
 from cloud_api.shoppers.loyalty_store import loyalty_rules, segment_counts, segment_of, segments_of
@@ -85,6 +86,19 @@ def test_thresholds_come_from_the_rules() -> None:
 
 def test_future_events_do_not_count() -> None:
     assert segment(ShopperFacts(visits=visits(-1, -2, -3)), NOW, RULES) == Segment.NEW
+
+
+def test_movement_counts_each_shopper_once_from_their_old_to_their_new_segment() -> None:
+    month_ago = NOW - timedelta(days=30)
+    lapsing = ShopperFacts(visits=visits(46, 50, 60))  # regular a month ago, at risk now
+    settling = ShopperFacts(visits=visits(1, 10, 20))  # new a month ago, regular now
+    steady = ShopperFacts()
+    moves = segment_movement([lapsing, settling, steady, steady], month_ago, NOW, RULES)
+    assert moves == {
+        (Segment.REGULAR, Segment.AT_RISK): 1,
+        (Segment.NEW, Segment.REGULAR): 1,
+        (Segment.NEW, Segment.NEW): 2,
+    }
 
 
 def test_value_figures() -> None:

@@ -38,6 +38,16 @@ function segmentsTable(segments) {
   return table([{ key: "segment", label: "Segment" }, { key: "value", label: "Shoppers", num: true }], rows);
 }
 
+function movementTable(moves) {
+  const rows = (moves || []).filter((m) => m.from_segment !== m.to_segment);
+  if (!rows.length) return empty("No shopper changed segment in this period.", "Movement shows once shoppers come back more often, or lapse.");
+  return table([
+    { key: "from_segment", label: "From" },
+    { key: "to_segment", label: "To" },
+    { key: "shoppers", label: "Shoppers", num: true },
+  ], rows);
+}
+
 export async function renderEngagement(root, storeId, signal) {
   root.replaceChildren(el("h2", {}, "Engagement"));
   if (!(await hasEndpoint("/v1/stats/engagement"))) {
@@ -67,6 +77,7 @@ export async function renderEngagement(root, storeId, signal) {
       ], campaigns));
     }
     root.append(el("h3", {}, "Loyalty segments"), segmentsTable(data.segments));
+    root.append(el("h3", {}, "Segment movement over the last 30 days"), movementTable(data.segment_movement));
   } catch (error) {
     if (!signal.aborted) root.append(errorMessage(error));
   }

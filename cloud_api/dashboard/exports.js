@@ -32,6 +32,11 @@ const ENGAGEMENT_TABLES = [
     label: "Loyalty segments",
     rows: (data) => Object.entries(data.segments).map(([segment, shoppers]) => ({ segment, shoppers })),
   },
+  {
+    id: "engagement-segment-movement",
+    label: "Loyalty segment movement (30 days)",
+    rows: (data) => data.segment_movement,
+  },
 ];
 
 function csvCell(value) {

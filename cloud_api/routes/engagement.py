@@ -7,12 +7,12 @@ from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from cloud_api.auth.auth import StaffDep, check_store
 from cloud_api.deps import ContextDep, SessionDep
 from cloud_api.match.offer_policy import offer_policy
-from cloud_api.shoppers.loyalty_store import loyalty_rules, segment_counts
+from cloud_api.shoppers.loyalty_store import loyalty_rules, segment_counts, segment_moves
 from cloud_api.stats.engagement_stats import campaign_funnels
 from storelink.wire import utc_now
 
@@ -42,12 +42,21 @@ class CampaignStats(BaseModel):
     uplift: UpliftOut
 
 
+class SegmentMove(BaseModel):
+    from_segment: str
+    to_segment: str
+    shoppers: int
+
+
 class EngagementStats(BaseModel):
     store_id: str | None
     since: datetime
     until: datetime
     campaigns: list[CampaignStats]
     segments: dict[str, int]
+    segment_movement: list[SegmentMove] = Field(
+        description="shoppers by their segment at since and at until; staying put included"
+    )
 
 
 @router.get("/engagement")
@@ -75,6 +84,7 @@ def engagement(
     if store_id is not None:
         check_store(principal, store_id)
         stores = frozenset({store_id})
+    rules = loyalty_rules(context.settings)
     default = offer_policy(context.settings).default_campaign
     funnels = campaign_funnels(session, stores, since, until, {default.id: default.name})
     return EngagementStats(
@@ -98,9 +108,12 @@ def engagement(
             for name, f in funnels
         ],
         segments={
-            str(segment): count
-            for segment, count in segment_counts(
-                session, utc_now(), loyalty_rules(context.settings)
-            ).items()
+            str(segment): count for segment, count in segment_counts(session, until, rules).items()
         },
+        segment_movement=[
+            SegmentMove(from_segment=before, to_segment=after, shoppers=count)
+            for (before, after), count in sorted(
+                segment_moves(session, since, until, rules).items()
+            )
+        ],
     )

@@ -15,7 +15,8 @@ Segments, first rule that holds wins (thresholds in ``LoyaltyRules``, from ``Clo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -110,6 +111,14 @@ def segment(facts: ShopperFacts, now: datetime, rules: LoyaltyRules) -> Segment:
     if recent_visits >= rules.regular_visits or recent_orders >= rules.regular_orders:
         return Segment.REGULAR
     return Segment.NEW
+
+
+def segment_movement(
+    facts: Iterable[ShopperFacts], since: datetime, until: datetime, rules: LoyaltyRules
+) -> Counter[tuple[Segment, Segment]]:
+    """How many shoppers went from each segment at ``since`` to each at ``until`` (staying put
+    counts too): a loyal shopper lapsing to at-risk shows as (loyal, at_risk)."""
+    return Counter((segment(f, since, rules), segment(f, until, rules)) for f in facts)
 
 
 def value(facts: ShopperFacts, now: datetime, rules: LoyaltyRules) -> ShopperValue:

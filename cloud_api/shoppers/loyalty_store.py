@@ -22,6 +22,7 @@ from cloud_api.shoppers.loyalty import (
     ShopperValue,
     VisitFact,
     segment,
+    segment_movement,
     value,
 )
 from cloud_api.store.models import Notification, Offer, Order, Shopper, ShopperEvent, Visit
@@ -121,3 +122,12 @@ def segment_counts(
     ids = list(session.scalars(sa.select(Shopper.id)))
     counts = Counter(segments_of(session, ids, now, rules).values())
     return {member: counts[member] for member in Segment}
+
+
+def segment_moves(
+    session: Session, since: datetime, until: datetime, rules: LoyaltyRules | None = None
+) -> Counter[tuple[Segment, Segment]]:
+    """Registered shoppers' movement between segments from ``since`` to ``until``."""
+    ids = list(session.scalars(sa.select(Shopper.id)))
+    facts = load_facts(session, ids).values()
+    return segment_movement(facts, since, until, rules or LoyaltyRules())
