@@ -8,6 +8,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic.config import JsonDict
 
 from cloud_api.fleet.geometry import Point, polygon_problem
 from storelink.wire import BeaconId, Calibration, Identifier, ZoneConfig
@@ -143,23 +144,20 @@ class ZoneOut(BaseModel):
     created_at: datetime
 
 
+STORE_EXAMPLE: JsonDict = {
+    "store_id": "store-1",
+    "name": "Milano Corso Como",
+    "timezone": "Europe/Rome",
+    "app_uuid": None,
+    "calibration": {"by_beacon": {}, "by_device_class": {"apple_phone": -59}},
+    "staff_beacons": [],
+    "store_beacons": [],
+    "created_at": "2026-11-24T15:42:07Z",
+}
+
+
 class StoreOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "store_id": "store-1",
-                    "name": "Milano Corso Como",
-                    "timezone": "Europe/Rome",
-                    "app_uuid": None,
-                    "calibration": {"by_beacon": {}, "by_device_class": {"apple_phone": -59}},
-                    "staff_beacons": [],
-                    "store_beacons": [],
-                    "created_at": "2026-11-24T15:42:07Z",
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [STORE_EXAMPLE]})
 
     store_id: str
     name: str
@@ -176,14 +174,7 @@ class StoreDetail(StoreOut):
         json_schema_extra={
             "examples": [
                 {
-                    "store_id": "store-1",
-                    "name": "Milano Corso Como",
-                    "timezone": "Europe/Rome",
-                    "app_uuid": None,
-                    "calibration": {"by_beacon": {}, "by_device_class": {"apple_phone": -59}},
-                    "staff_beacons": [],
-                    "store_beacons": [],
-                    "created_at": "2026-11-24T15:42:07Z",
+                    **STORE_EXAMPLE,
                     "zones": [
                         {
                             "zone_id": "racks",
