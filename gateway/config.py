@@ -75,6 +75,13 @@ class GatewaySettings(StorelinkSettings):
         le=0,
         description="RSSI at 1 m for devices that do not advertise their measured power",
     )
+    rssi_offset_db: float = Field(
+        default=0.0,
+        ge=-30,
+        le=30,
+        description="added to every RSSI this gateway measures: how much weaker (positive) or "
+        "louder (negative) its radio and antenna hear than the store's reference gateway",
+    )
     path_loss_exponent: float = Field(
         default=2.0,
         gt=0,

@@ -117,6 +117,7 @@ class GatewayPipeline:
         self._sightings_since = clock.now()
         # RSSI at 1 m from the remote config; None: what the devices advertise, or rssi_at_1m.
         self._calibration: Calibration | None = None
+        self._rssi_offset_db = settings.rssi_offset_db
         self._last_heartbeat = clock.now()
         self.passers = PasserCounter()
         self.heartbeat = Heartbeat(settings, clock.now())
@@ -216,6 +217,7 @@ class GatewayPipeline:
         self._calibration = (
             calibration if calibration.by_beacon or calibration.by_device_class else None
         )
+        self._rssi_offset_db = _or(config.rssi_offset_db, settings.rssi_offset_db)
         self.fleet.configure(store, staff, now)
         if self._arbiter is not None:
             self._arbiter.rules = ArbitrationRules(
@@ -307,7 +309,7 @@ class GatewayPipeline:
         # The store's beacons and staff badges: their health is watched, they are not presence.
         if self.fleet.claims(address, decoded, adv.rssi, now) or subject is None:
             return
-        rssi = self._smoother.update(subject, adv.rssi, now)
+        rssi = self._smoother.update(subject, adv.rssi + self._rssi_offset_db, now)
         self.passers.heard(subject, now)
         zones = self._zones
         arbiter = self._arbiter

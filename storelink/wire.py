@@ -327,6 +327,14 @@ class GatewayConfig(_Message):
         repr=False,
         description="IRKs of consenting shoppers' wearables, keyed by the ref published for them",
     )
+    rssi_offset_db: float | None = Field(
+        default=None,
+        ge=-30,
+        le=30,
+        description="added to every RSSI this gateway measures, so that gateways with "
+        "different radios or antennas compare fairly and estimate distances alike; null: the "
+        "gateway's rssi_offset_db setting",
+    )
     arbitration_margin_db: float | None = Field(
         default=None,
         ge=0,

@@ -302,6 +302,42 @@ def test_a_remote_config_sets_margin_and_hold() -> None:
     assert _kinds(sink_b) == []
 
 
+def test_a_gateway_with_a_weaker_radio_is_evened_out_by_its_rssi_offset() -> None:
+    """b's radio hears everything 8 dB weaker than a's: a shopper 3 dB nearer b stays a's until
+    b's offset makes up for its radio."""
+    clock = SteppedClock(T0)
+    a, sink_a = _gateway("gw-a", clock)
+    b, sink_b = _gateway("gw-b", clock)
+    _introduce(a, b, clock)
+    _walk(a, b, clock, -64, -69, 10)  # b hears it as if 3 dB louder than a, radios equal
+    assert _kinds(sink_a) == [PresenceKind.ENTER]
+    assert _kinds(sink_b) == []
+
+    clock = SteppedClock(T0)
+    a, sink_a = _gateway("gw-a", clock)
+    b, sink_b = _gateway("gw-b", clock, rssi_offset_db=8.0)
+    _introduce(a, b, clock)
+    _walk(a, b, clock, -64, -69, 10)
+    assert _kinds(sink_a) == []
+    assert _kinds(sink_b) == [PresenceKind.ENTER]
+    assert sink_b.events[0].rssi == pytest.approx(-61, abs=0.5)
+
+
+def test_a_remote_config_sets_the_rssi_offset_and_null_keeps_the_local_one() -> None:
+    config = {"version": 1, "store_id": "store-1", "gateway_id": "gw-a"}
+    for remote, heard in ((-3.0, -63), (None, -56)):
+        clock = SteppedClock(T0)
+        pipeline, sink = _gateway("gw-a", clock, rssi_offset_db=4.0, arbitration=False)
+        pipeline.apply_config(GatewayConfig.model_validate({**config, "rssi_offset_db": remote}))
+        for _ in range(20):
+            clock.t += 0.2
+            _hear(pipeline, -60)
+        assert [event.kind for event in sink.events] == [PresenceKind.ENTER]
+        assert sink.events[0].rssi == pytest.approx(heard, abs=0.5)
+    with pytest.raises(ValidationError):
+        GatewayConfig.model_validate({**config, "rssi_offset_db": 45})
+
+
 def test_summaries_from_another_store_or_from_itself_are_ignored() -> None:
     clock = SteppedClock(T0)
     a, sink_a = _gateway("gw-a", clock)
