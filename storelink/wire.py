@@ -292,6 +292,10 @@ class ZoneConfig(_Message):
         return self
 
 
+# What a gateway adds to every RSSI it measures: its radio's difference from the store's others.
+RssiOffsetDb = Annotated[float, Field(ge=-30, le=30)]
+
+
 class Calibration(_Message):
     """RSSI at 1 m, the reference of the distance estimate; a beacon's own entry comes first."""
 
@@ -327,10 +331,8 @@ class GatewayConfig(_Message):
         repr=False,
         description="IRKs of consenting shoppers' wearables, keyed by the ref published for them",
     )
-    rssi_offset_db: float | None = Field(
+    rssi_offset_db: RssiOffsetDb | None = Field(
         default=None,
-        ge=-30,
-        le=30,
         description="added to every RSSI this gateway measures, so that gateways with "
         "different radios or antennas compare fairly and estimate distances alike; null: the "
         "gateway's rssi_offset_db setting",

@@ -276,6 +276,77 @@ def test_provisioning_without_mqtt_still_registers_the_gateway(cloud: Cloud) -> 
     assert cloud.get("/v1/stores/store-1")["gateway_ids"] == ["gw-9"]
 
 
+def _retained_config(mosquitto: Mosquitto, topic: str, after_version: int) -> GatewayConfig:
+    recorder = MqttRecorder(mosquitto.url, topic)
+    try:
+        wait_for(
+            lambda: any(
+                GatewayConfig.model_validate_json(p).version > after_version
+                for p in recorder.on(topic)
+            ),
+            what=f"a config newer than version {after_version}",
+        )
+        return GatewayConfig.model_validate_json(recorder.on(topic)[-1])
+    finally:
+        recorder.close()
+
+
+def test_changing_a_gateway_publishes_its_new_zones_and_rssi_offset(
+    database_url: str, mosquitto: Mosquitto
+) -> None:
+    with running_cloud(database_url, mqtt_url=mosquitto.url, mqtt_protocol="5") as cloud:
+        add_store(cloud)
+        for zone_id in ("entrance", "racks"):
+            cloud.post(
+                "/v1/stores/store-1/zones", {"zone_id": zone_id, "name": zone_id, "polygon": SQUARE}
+            )
+        cloud.post(
+            "/v1/stores/store-1/gateways",
+            {
+                "gateway_id": "gw-1",
+                "zones": [{"zone_id": "entrance", "enter_distance_m": 2.5}],
+                "rssi_offset_db": 3.5,
+            },
+        )
+        topic = config_topic("store-1", "gw-1")
+        first = _retained_config(mosquitto, topic, 0)
+        assert (first.version, first.rssi_offset_db) == (1, 3.5)
+
+        def patch(body: dict[str, Any], status: int = 200, store: str = "store-1") -> Any:
+            response = cloud.client.patch(
+                f"/v1/stores/{store}/gateways/gw-1", json=body, headers=ADMIN_HEADERS
+            )
+            assert response.status_code == status, response.text
+            return response.json()
+
+        changed = patch(
+            {"zones": [{"zone_id": "racks", "enter_distance_m": 2.0}], "rssi_offset_db": -4}
+        )
+        assert changed["rssi_offset_db"] == -4 and changed["config_version"] == 2
+        assert [z["zone_id"] for z in changed["zones"]] == ["racks"]
+        second = _retained_config(mosquitto, topic, 1)
+        assert second.rssi_offset_db == -4
+        assert second.zones is not None and [z.zone_id for z in second.zones] == ["racks"]
+
+        # null gives the gateway back its local offset; the rest stays.
+        third = patch({"rssi_offset_db": None})
+        assert third["rssi_offset_db"] is None and third["zones"] == changed["zones"]
+        assert _retained_config(mosquitto, topic, 2).rssi_offset_db is None
+
+        # A new name changes nothing the gateway runs with: no new config.
+        assert patch({"name": "over the racks"})["config_version"] == 3
+
+        refused = patch({"zones": [{"zone_id": "till", "enter_distance_m": 2}]}, 422)
+        assert "till" in refused["detail"]
+        patch({"zones": None}, 422)
+        patch({"rssi_offset_db": 31}, 422)
+        patch({"name": "x"}, 404, store="store-2")
+        listed = cloud.get("/v1/stores/store-1/gateways")["items"]
+        assert [(g["name"], g["config_version"], g["rssi_offset_db"]) for g in listed] == [
+            ("over the racks", 3, None)
+        ]
+
+
 # --- status history -----------------------------------------------------------------------------
 
 
@@ -344,3 +415,7 @@ def test_staff_see_only_their_stores_gateways(cloud: Cloud) -> None:
         "/v1/stores/store-a/gateways", json={"gateway_id": "gw-x"}, headers=staff
     )
     assert provision.status_code == 403
+    change = cloud.client.patch(
+        "/v1/stores/store-a/gateways/gw-x", json={"name": "mine now"}, headers=staff
+    )
+    assert change.status_code == 403

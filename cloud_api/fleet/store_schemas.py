@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from pydantic.config import JsonDict
 
 from cloud_api.fleet.geometry import Point, polygon_problem
-from storelink.wire import BeaconId, Calibration, Identifier, ZoneConfig
+from storelink.wire import BeaconId, Calibration, Identifier, RssiOffsetDb, ZoneConfig
 
 T = TypeVar("T")
 
@@ -80,6 +80,14 @@ class StoreCreate(_Request):
     )
 
 
+def _kept_when_left_out(value: object) -> object:
+    # Only a null sent on purpose reaches here (defaults are not validated): these fields
+    # always have a value, so null would be stored and break every read of the row.
+    if value is None:
+        raise ValueError("leave the field out to keep it; it cannot be null")
+    return value
+
+
 class StoreUpdate(_Request):
     """What to change; a field left out stays as it is."""
 
@@ -96,14 +104,9 @@ class StoreUpdate(_Request):
     staff_beacons: list[BeaconId] | None = None
     store_beacons: list[BeaconId] | None = None
 
-    @field_validator("name", "timezone", "calibration", "staff_beacons", "store_beacons")
-    @classmethod
-    def _not_null(cls, value: object) -> object:
-        # Only a null sent on purpose reaches here (defaults are not validated): the store
-        # always has these, so null would be stored and break every read of the store.
-        if value is None:
-            raise ValueError("leave the field out to keep it; it cannot be null")
-        return value
+    _not_null = field_validator(
+        "name", "timezone", "calibration", "staff_beacons", "store_beacons"
+    )(_kept_when_left_out)
 
 
 class ZoneCreate(_Request):
@@ -193,6 +196,16 @@ class StoreDetail(StoreOut):
     gateway_ids: list[str]
 
 
+GATEWAY_ZONES = (
+    "the store's zones this gateway detects, with their distances; empty: the gateway's local "
+    "zone settings"
+)
+RSSI_OFFSET = (
+    "dB added to every RSSI the gateway measures, for a radio that hears weaker (positive) or "
+    "louder (negative) than the store's others; null: the gateway's local setting"
+)
+
+
 class GatewayCreate(_Request):
     model_config = ConfigDict(
         json_schema_extra={
@@ -211,11 +224,31 @@ class GatewayCreate(_Request):
 
     gateway_id: Identifier = Field(description="unique in the chain: also its MQTT user name")
     name: str = Field(default="", max_length=200)
-    zones: list[ZoneConfig] = Field(
-        default_factory=list,
-        description="the store's zones this gateway detects, with their distances; empty: the "
-        "gateway's local zone settings",
+    zones: list[ZoneConfig] = Field(default_factory=list, description=GATEWAY_ZONES)
+    rssi_offset_db: RssiOffsetDb | None = Field(default=None, description=RSSI_OFFSET)
+
+
+class GatewayUpdate(_Request):
+    """What to change; a field left out stays as it is. Its config is published again."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "zones": [{"zone_id": "racks", "enter_distance_m": 2.0}],
+                    "rssi_offset_db": 4.5,
+                }
+            ]
+        }
     )
+
+    name: str | None = Field(default=None, max_length=200)
+    zones: list[ZoneConfig] | None = Field(default=None, description=GATEWAY_ZONES)
+    rssi_offset_db: RssiOffsetDb | None = Field(
+        default=None, description=f"{RSSI_OFFSET}; null clears it"
+    )
+
+    _not_null = field_validator("name", "zones")(_kept_when_left_out)
 
 
 class GatewayOut(BaseModel):
@@ -229,6 +262,7 @@ class GatewayOut(BaseModel):
                     "zones": [
                         {"zone_id": "racks", "enter_distance_m": 2.5, "exit_distance_m": 3.5}
                     ],
+                    "rssi_offset_db": None,
                     "config_topic": "storelink/v1/store-1/gw-store-1-a/config",
                     "config_version": 4,
                     "state": "online",
@@ -243,6 +277,7 @@ class GatewayOut(BaseModel):
     store_id: str
     name: str
     zones: list[ZoneConfig]
+    rssi_offset_db: float | None
     config_topic: str
     config_version: int
     state: str | None = Field(description="online/offline as last reported; null: never")
@@ -261,6 +296,7 @@ class GatewayProvisioned(GatewayOut):
                     "zones": [
                         {"zone_id": "racks", "enter_distance_m": 2.5, "exit_distance_m": 3.5}
                     ],
+                    "rssi_offset_db": None,
                     "config_topic": "storelink/v1/store-1/gw-store-1-a/config",
                     "config_version": 1,
                     "state": None,

@@ -66,6 +66,7 @@ def gateway_config(
         store_beacons=tuple(store.store_beacons) or None,
         app_uuid=store.app_uuid or default_app_uuid,
         irks={ref: irk.hex() for ref, irk in irks.items()},
+        rssi_offset_db=gateway.rssi_offset_db,
     )
 
 

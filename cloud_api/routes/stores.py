@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, status
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from cloud_api.api.pagination import Cursor, PageLimit, paginate
 from cloud_api.auth.auth import AdminDep, StaffDep, StoreStaffDep
@@ -16,6 +19,7 @@ from cloud_api.fleet.store_schemas import (
     GatewayOut,
     GatewayProvisioned,
     GatewayStatusEntry,
+    GatewayUpdate,
     Page,
     StoreCreate,
     StoreDetail,
@@ -164,12 +168,36 @@ def _gateway_out(gateway: Gateway, latest: GatewayStatusRow | None) -> GatewayOu
         store_id=gateway.store_id,
         name=gateway.name,
         zones=[ZoneConfig.model_validate(z) for z in gateway.zones],
+        rssi_offset_db=gateway.rssi_offset_db,
         config_topic=config_topic(gateway.store_id, gateway.id),
         config_version=gateway.config_version,
         state=latest.state if latest else None,
         last_status_at=latest.ts if latest else None,
         created_at=gateway.created_at,
     )
+
+
+def _check_zones(session: Session, store_id: str, zones: Sequence[ZoneConfig]) -> None:
+    """422 unless every zone is the store's and none appears twice."""
+    known = set(session.scalars(sa.select(Zone.zone_id).where(Zone.store_id == store_id)))
+    unknown = sorted({z.zone_id for z in zones} - known)
+    if unknown:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"store {store_id!r} has no zone {', '.join(unknown)}: "
+            f"add it first (POST /v1/stores/{store_id}/zones)",
+        )
+    if len({z.zone_id for z in zones}) != len(zones):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "zones: a zone appears twice")
+
+
+def _store_gateway(session: Session, store_id: str, gateway_id: str) -> Gateway:
+    gateway = session.get(Gateway, gateway_id)
+    if gateway is None or gateway.store_id != store_id:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"store {store_id!r} has no gateway {gateway_id!r}"
+        )
+    return gateway
 
 
 @router.post(
@@ -190,22 +218,14 @@ def provision_gateway(
 ) -> GatewayProvisioned:
     """Register a gateway: its MQTT password (shown once), and its config published retained."""
     get_store(session, store_id)
-    known = set(session.scalars(sa.select(Zone.zone_id).where(Zone.store_id == store_id)))
-    unknown = sorted({z.zone_id for z in body.zones} - known)
-    if unknown:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"store {store_id!r} has no zone {', '.join(unknown)}: "
-            f"add it first (POST /v1/stores/{store_id}/zones)",
-        )
-    if len({z.zone_id for z in body.zones}) != len(body.zones):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "zones: a zone appears twice")
+    _check_zones(session, store_id, body.zones)
     password = new_mqtt_password()
     gateway = Gateway(
         id=body.gateway_id,
         store_id=store_id,
         name=body.name,
         zones=[z.model_dump(mode="json") for z in body.zones],
+        rssi_offset_db=body.rssi_offset_db,
         mqtt_password_hash=mosquitto_hash(password),
         config_version=0,
         created_at=utc_now(),
@@ -259,17 +279,48 @@ def new_gateway_password(
     store_id: str, gateway_id: str, _admin: AdminDep, session: SessionDep
 ) -> GatewayCredentials:
     """A new MQTT password for a gateway whose password was lost or leaked."""
-    gateway = session.get(Gateway, gateway_id)
-    if gateway is None or gateway.store_id != store_id:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND, f"store {store_id!r} has no gateway {gateway_id!r}"
-        )
+    gateway = _store_gateway(session, store_id, gateway_id)
     password = new_mqtt_password()
     gateway.mqtt_password_hash = mosquitto_hash(password)
     session.commit()
     return GatewayCredentials(
         gateway_id=gateway.id, mqtt_username=gateway.id, mqtt_password=password
     )
+
+
+@router.patch(
+    "/{store_id}/gateways/{gateway_id}",
+    responses={
+        404: {"description": "no such gateway in this store"},
+        422: {"description": "unknown zone"},
+    },
+)
+def update_gateway(
+    store_id: str,
+    gateway_id: str,
+    body: GatewayUpdate,
+    _admin: AdminDep,
+    session: SessionDep,
+    context: ContextDep,
+) -> GatewayOut:
+    """Change a gateway's name, zones or RSSI offset; its config is published again at once
+    (a new version), so the gateway applies the change without a restart."""
+    gateway = _store_gateway(session, store_id, gateway_id)
+    changes = body.model_dump(exclude_unset=True, mode="json")
+    if body.zones is not None:
+        _check_zones(session, store_id, body.zones)
+    for field, value in changes.items():
+        setattr(gateway, field, value)
+    session.commit()
+    if changes.keys() - {"name"}:
+        publish_store_configs(session, context.settings, store_id, gateway_ids=[gateway_id])
+        session.refresh(gateway)
+    latest = session.scalar(
+        sa.select(GatewayStatusRow).where(
+            GatewayStatusRow.store_id == store_id, GatewayStatusRow.gateway_id == gateway_id
+        )
+    )
+    return _gateway_out(gateway, latest)
 
 
 @router.get("/{store_id}/gateways/{gateway_id}/history")

@@ -298,6 +298,8 @@ class Gateway(Base):
     zones: Mapped[list[dict[str, Any]]]
     # Mosquitto's own PBKDF2-SHA512 line format ($7$...), written as is to its password file.
     mqtt_password_hash: Mapped[str] = mapped_column(sa.String(256))
+    # Added to every RSSI it measures (storelink.wire.GatewayConfig); None: its local setting.
+    rssi_offset_db: Mapped[float | None]
     config_version: Mapped[int] = mapped_column(sa.BigInteger)
     created_at: Mapped[datetime]
 
