@@ -208,6 +208,9 @@ class PhoneFirmware(Firmware):
         return [(t, self.emit(t, 0)) for t in _rotations(self.address, t0, t1)]
 
 
+WATCH_ON_WRIST = 0x0A
+
+
 @dataclass
 class WearableFirmware(Firmware):
     """A watch, fitness band or heart-rate strap at a rotating private address."""
@@ -227,7 +230,8 @@ class WearableFirmware(Firmware):
             address = self.address.for_index(index)
             octets = bytes.fromhex(address.replace(":", ""))
             if self.kind == "watch":
-                raw = nearby_info_frame(octets[3:], action_code=0x1)
+                # Action code 0x0A: "on wrist and unlocked", what a worn Apple Watch reports.
+                raw = nearby_info_frame(octets[3:], action_code=WATCH_ON_WRIST)
             elif self.kind == "band":
                 raw = fitness_band_frame(octets[::-1])
             else:

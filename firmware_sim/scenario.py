@@ -87,6 +87,12 @@ class GatewaySpec(_Model):
     height_m: float = Field(default=2.5, ge=0)
     enter_distance_m: float | None = Field(default=None, gt=0)
     """Overrides ``gateway_defaults.enter_distance_m`` for this gateway."""
+    enter_confirm_s: float | None = Field(default=None, ge=0)
+    """Overrides ``gateway_defaults.enter_confirm_s`` for this gateway."""
+    companion_window_s: float | None = Field(default=None, ge=0)
+    """Overrides ``gateway_defaults.companion_window_s`` for this gateway."""
+    arrival_heard_max_s: float | None = Field(default=None, ge=0)
+    """Overrides ``gateway_defaults.arrival_heard_max_s`` for this gateway."""
 
 
 class GatewayDefaults(_Model):
@@ -104,6 +110,8 @@ class GatewayDefaults(_Model):
     arbitration_hold_s: float | None = Field(default=None, ge=0)
     arbitration_stale_s: float | None = Field(default=None, gt=0)
     enter_confirm_s: float | None = Field(default=None, ge=0)
+    companion_window_s: float | None = Field(default=None, ge=0)
+    arrival_heard_max_s: float | None = Field(default=None, ge=0)
 
 
 class IBeaconSpec(_Model):

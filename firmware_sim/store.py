@@ -30,7 +30,11 @@ OPTIONAL_GATEWAY_SETTINGS = {
     "arbitration_hold_s",
     "arbitration_stale_s",
     "enter_confirm_s",
+    "companion_window_s",
+    "arrival_heard_max_s",
 }
+# Of those, the ones a gateway of the scenario may set for itself.
+PER_GATEWAY_SETTINGS = {"enter_confirm_s", "companion_window_s", "arrival_heard_max_s"}
 
 
 def pseudonym_key(seed: int) -> str:
@@ -102,7 +106,7 @@ class SimStore:
                 heartbeat_s=3600.0,
                 store_beacons=self._store_beacon_ids(),
                 pseudonym_key=pseudonym_key(self.seed),
-                **optional,
+                **(optional | gateway.model_dump(include=PER_GATEWAY_SETTINGS, exclude_none=True)),
             )
             for gateway in scenario.gateways
         ]

@@ -122,6 +122,24 @@ class GatewaySettings(StorelinkSettings):
             "passers-by at an open door); the visit still starts at the first near sighting"
         ),
     )
+    companion_window_s: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "a wearable entering within this many seconds of a phone (or a phone of a wearable) "
+            "is the same person's second device and does not enter of its own (footfall at a "
+            "door); 0: off"
+        ),
+    )
+    arrival_heard_max_s: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "only arrivals enter: a subject heard for longer than this before it first comes "
+            "within the enter distance was already about (footfall at a door, where people "
+            "walking in are heard only while they approach); 0: off"
+        ),
+    )
     heartbeat_s: float = Field(
         default=30.0, gt=0, description="seconds between status messages with counters"
     )

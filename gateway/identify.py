@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -208,3 +208,102 @@ class IdentityResolver:
 def identify(address: str, decoded: Decoded, rules: IdentityRules, now: float) -> Subject | None:
     """One-off ``IdentityResolver(rules).identify``; the pipeline keeps an ``IdentityResolver``."""
     return IdentityResolver(rules).identify(address, decoded, now)
+
+
+# --- one device, several subjects ---------------------------------------------------------------
+
+# Which of two subjects heard from one address names the device: the app's token names a shopper
+# (the cloud resolves it), a resolved wearable its owner; a pseudonym only the address.
+_NAME_RANK = {
+    SubjectType.ANONYMOUS: 0,
+    SubjectType.BEACON: 1,
+    SubjectType.WEARABLE: 2,
+    SubjectType.APP: 3,
+}
+
+
+class _Link:
+    __slots__ = ("last_heard", "name", "stay")
+
+    def __init__(self, subject: Subject, now: float) -> None:
+        self.name = subject
+        self.stay = subject
+        self.last_heard = now
+
+
+class SameDevice:
+    """Subjects heard from one address are one device, and one presence.
+
+    A phone with the shopper app sends the app's token and its own broadcast (Apple's Nearby
+    Info, Google's Nearby) from the same private address; the token changes every 15 minutes
+    while the address stays, and the address changes while the token stays. Identified alone,
+    each would be a subject of its own: two visits for one stay, two entries at the door, and a
+    new visit at every change. Here an advert's subject is replaced by:
+
+    - the subject whose stay the address's adverts already keep (``present``), so that a new
+      token or a new address seen on the same radio continues the stay rather than starting
+      one; only an element the two share links them (an address, or a token across an address
+      change), never a guess;
+    - else the best name heard from the address lately: the app's token over the phone's
+      pseudonym, the newer token over an older one.
+
+    An address unheard for ``forget_after_s`` is forgotten; ``clear`` forgets everything (a new
+    UTC day, whose pseudonyms must not be linkable to the day before; new IRKs).
+    """
+
+    def __init__(self, forget_after_s: float) -> None:
+        self.forget_after_s = forget_after_s
+        self._by_address: dict[str, _Link] = {}
+        # A token or wearable heard on a new address continues the old address's link.
+        self._by_subject: dict[Subject, _Link] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_address)
+
+    def subject(
+        self, address: str, subject: Subject, now: float, present: Callable[[Subject], bool]
+    ) -> Subject:
+        """The subject that ``subject``, heard from ``address`` at ``now``, stands for."""
+        link = self._by_address.get(address)
+        if (
+            link is not None
+            and link.stay is subject
+            and link.name is subject
+            and now - link.last_heard <= self.forget_after_s
+        ):
+            # The common case, a device repeating its advert: nothing to link (the identity
+            # cache hands out the same Subject object for the same advert).
+            link.last_heard = now
+            return subject
+        link = self._fresh(link, now)
+        if subject.type is not SubjectType.ANONYMOUS:
+            # A token heard on a new address: the phone rotated its address, the stay goes on.
+            known = self._fresh(self._by_subject.get(subject), now)
+            if known is not None and known is not link and (link is None or present(known.stay)):
+                link = known
+        if link is None:
+            link = _Link(subject, now)
+        self._by_address[address] = link
+        link.last_heard = now
+        if subject != link.name and _NAME_RANK[subject.type] >= _NAME_RANK[link.name.type]:
+            link.name = subject
+        if subject.type is not SubjectType.ANONYMOUS:
+            self._by_subject[subject] = link
+        if link.stay != link.name and not present(link.stay):
+            link.stay = link.name
+        return link.stay
+
+    def clear(self) -> None:
+        self._by_address.clear()
+        self._by_subject.clear()
+
+    def _fresh(self, link: _Link | None, now: float) -> _Link | None:
+        return None if link is None or now - link.last_heard > self.forget_after_s else link
+
+    def prune(self, now: float) -> None:
+        """Forget addresses and subjects unheard for ``forget_after_s``."""
+        horizon = now - self.forget_after_s
+        for address in [a for a, link in self._by_address.items() if link.last_heard < horizon]:
+            del self._by_address[address]
+        for subject in [s for s, link in self._by_subject.items() if link.last_heard < horizon]:
+            del self._by_subject[subject]

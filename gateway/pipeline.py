@@ -15,7 +15,7 @@ from gateway.arbitrate import Arbiter, ArbitrationRules
 from gateway.config import GatewaySettings
 from gateway.decode import Decoded, Decoder, DeviceClass, canonical_ad_bytes, raw_bytes
 from gateway.fleet import BeaconFleet
-from gateway.identify import DAY_S, IdentityResolver, IdentityRules
+from gateway.identify import DAY_S, IdentityResolver, IdentityRules, SameDevice
 from gateway.passers import PasserCounter
 from gateway.presence import PresenceTracker
 from gateway.status import GatewayCounters, Heartbeat
@@ -54,6 +54,18 @@ CALIBRATION_CLASSES = frozenset(t.value for t in SubjectType) | frozenset(
     c.value for c in DeviceClass
 )
 _SUBJECT_FIRST = frozenset({SubjectType.APP, SubjectType.WEARABLE})
+# Worn rather than carried: a person's second device (``PresenceTracker.companion_window_s``).
+WEARABLE_CLASSES = frozenset(
+    {
+        DeviceClass.APPLE_WATCH,
+        DeviceClass.APPLE_AUDIO,
+        DeviceClass.GARMIN,
+        DeviceClass.FITBIT,
+        DeviceClass.HUAMI_XIAOMI,
+        DeviceClass.POLAR,
+        DeviceClass.HEART_RATE,
+    }
+)
 
 
 class _Zone:
@@ -100,6 +112,10 @@ class GatewayPipeline:
             window=settings.smoothing_window,
         )
         self._zones = [self._new_zone(self._local_zone())]
+        # How long a subject has been heard matters only to a door counting arrivals.
+        self._arrivals_only = settings.arrival_heard_max_s > 0
+        # The app's token and the phone's own broadcast, one address: one subject.
+        self._same_device = SameDevice(settings.exit_timeout_s)
         # Which gateway of the store hears each subject best; None: this gateway decides alone.
         self._arbiter = (
             Arbiter(
@@ -150,12 +166,13 @@ class GatewayPipeline:
         for zone in self._zones:
             if arbiter is not None:
                 # Taken over by a peer; one that nobody hears any more exits on time below.
-                for subject in zone.tracker.present:
+                for subject in zone.tracker:
                     owner = arbiter.owner(subject, now)
                     if owner is not None and owner != self.settings.gateway_id:
                         self._emit(zone.tracker.release(subject, now))
             self._emit(zone.tracker.expire(now))
         self._smoother.prune(now)
+        self._same_device.prune(now)
         self.counters.passers_by += self.passers.expire(now)
         if arbiter is not None:
             arbiter.prune(now)
@@ -213,6 +230,7 @@ class GatewayPipeline:
         self._rules = rules
         self._resolver = IdentityResolver(rules)
         self._identities.clear()
+        self._same_device.clear()
         calibration = config.calibration
         self._calibration = (
             calibration if calibration.by_beacon or calibration.by_device_class else None
@@ -289,6 +307,8 @@ class GatewayPipeline:
             exit_interval_margin=settings.exit_interval_margin,
             exit_floor_s=settings.exit_floor_s,
             enter_confirm_s=settings.enter_confirm_s,
+            companion_window_s=settings.companion_window_s,
+            arrival_heard_max_s=settings.arrival_heard_max_s,
         )
         return _Zone(tracker, spec.path_loss_exponent or settings.path_loss_exponent)
 
@@ -296,6 +316,7 @@ class GatewayPipeline:
         """Replace the wearables' IRKs (subject ref -> 16-byte key), e.g. from remote config."""
         self._resolver.set_irks(irks)
         self._identities.clear()
+        self._same_device.clear()
 
     def close(self, now: float) -> None:
         """Exit everyone still present, since nobody will be watching them leave."""
@@ -309,8 +330,11 @@ class GatewayPipeline:
         # The store's beacons and staff badges: their health is watched, they are not presence.
         if self.fleet.claims(address, decoded, adv.rssi, now) or subject is None:
             return
+        subject = self._same_device.subject(address, subject, now, self._is_present)
         rssi = self._smoother.update(subject, adv.rssi + self._rssi_offset_db, now)
-        self.passers.heard(subject, now)
+        # Anonymous subjects change with the address: the device class follows the rotation.
+        kind = decoded.device_class if subject.type is SubjectType.ANONYMOUS else None
+        self.passers.heard(subject, now, kind=kind, rssi=rssi)
         zones = self._zones
         arbiter = self._arbiter
         if arbiter is not None:
@@ -327,9 +351,18 @@ class GatewayPipeline:
                     self._emit(zone.tracker.release(subject, now))
                 return
         measured_power = self._rssi_at_1m(decoded, subject)
+        wearable = subject.type is SubjectType.WEARABLE or decoded.device_class in WEARABLE_CLASSES
+        heard_s = self.passers.heard_for_s(subject, now) if self._arrivals_only else 0.0
         for zone in zones:
             distance = estimate_distance_m(rssi, measured_power, zone.path_loss_exponent)
-            self._emit(zone.tracker.observe(subject, rssi, distance, now))
+            self._emit(
+                zone.tracker.observe(
+                    subject, rssi, distance, now, wearable=wearable, heard_s=heard_s
+                )
+            )
+
+    def _is_present(self, subject: Subject) -> bool:
+        return any(subject in zone.tracker for zone in self._zones)
 
     def _rssi_at_1m(self, decoded: Decoded, subject: Subject) -> float:
         """The remote calibration: the beacon's own entry, else the app's or a wearable's subject
@@ -362,6 +395,7 @@ class GatewayPipeline:
         if day != self._day:
             self._day = day
             self._identities.clear()
+            self._same_device.clear()
         key = (address, raw)
         known = self._identities.get(key)
         if known is None:

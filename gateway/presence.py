@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -50,6 +51,19 @@ class PresenceTracker:
     with no gap between two longer than ``exit_timeout_s`` (what would end a visit): someone
     walking past the door is near for a moment. The visit still starts at the
     first near sighting (the enter event's ``dwell_s`` says how long ago that was).
+
+    With ``companion_window_s`` > 0 a wearable (a watch, a band) that would enter within that
+    long of a phone's enter, or a phone within that long of a wearable's, is taken for the same
+    person's second device: it does not enter while the first one's visit lasts. People walking
+    through a door come in one by one; a person's phone and watch come in together. Only a
+    wearable and a phone are paired, never two phones, and each device at most once, so two
+    people entering together are merged only when one of them is heard by a wearable alone.
+
+    With ``arrival_heard_max_s`` > 0 only arrivals enter: a subject the gateway has heard for
+    longer than that (``heard_s``, from ``gateway.passers.PasserCounter.heard_for_s``) before it
+    first comes near was already about. For the gateway at a door: someone walking in is heard
+    for the few dozen seconds of their approach, a shopper or a member of staff walking past the
+    door inside, under an address not counted yet, for minutes.
     """
 
     def __init__(
@@ -65,6 +79,8 @@ class PresenceTracker:
         exit_interval_margin: float = 0.0,
         exit_floor_s: float = 0.0,
         enter_confirm_s: float = 0.0,
+        companion_window_s: float = 0.0,
+        arrival_heard_max_s: float = 0.0,
     ) -> None:
         self.store_id = store_id
         self.gateway_id = gateway_id
@@ -76,6 +92,12 @@ class PresenceTracker:
         self.exit_interval_margin = exit_interval_margin
         self.exit_floor_s = exit_floor_s
         self.enter_confirm_s = enter_confirm_s
+        self.companion_window_s = companion_window_s
+        self.arrival_heard_max_s = arrival_heard_max_s
+        # The latest enters (time, subject, wearable), for pairing a person's devices.
+        self._entered: deque[tuple[float, Subject, bool]] = deque()
+        # A second device -> the subject whose visit it is part of.
+        self._companions: dict[Subject, Subject] = {}
         self._visits: dict[Subject, _Visit] = {}
         # Near but not yet confirmed: subject -> (first, latest) near sighting.
         self._candidates: dict[Subject, tuple[float, float]] = {}
@@ -87,8 +109,21 @@ class PresenceTracker:
     def __contains__(self, subject: object) -> bool:
         return subject in self._visits
 
+    def __iter__(self) -> Iterator[Subject]:
+        """Who is present, in the order they entered (a copy: they may exit meanwhile). Not the
+        ``present`` set: its order changes with Python's string hashing from run to run, and
+        exits decided together must come out in the same order every run."""
+        return iter(list(self._visits))
+
     def observe(
-        self, subject: Subject, rssi: float, distance_m: float, now: float
+        self,
+        subject: Subject,
+        rssi: float,
+        distance_m: float,
+        now: float,
+        *,
+        wearable: bool = False,
+        heard_s: float = 0.0,
     ) -> list[PresenceEvent]:
         visit = self._visits.get(subject)
         limit = self.enter_distance_m
@@ -101,8 +136,10 @@ class PresenceTracker:
         if distance_m > limit:
             return []
         if visit is None:
+            if 0 < self.arrival_heard_max_s < heard_s:
+                return []
             since = self._confirmed_since(subject, now)
-            if since is None:
+            if since is None or self._accompanies(subject, wearable, now):
                 return []
             visit = self._visits[subject] = _Visit(since, now, now, rssi, distance_m, now)
             return [self._event(PresenceKind.ENTER, subject, visit, now, dwell_s=now - since)]
@@ -111,6 +148,26 @@ class PresenceTracker:
             return []
         visit.last_dwell = now
         return [self._event(PresenceKind.DWELL, subject, visit, now, now - visit.entered_at)]
+
+    def _accompanies(self, subject: Subject, wearable: bool, now: float) -> bool:
+        """Whether ``subject`` is the second device of someone who has just entered."""
+        if self.companion_window_s <= 0:
+            return False
+        host = self._companions.get(subject)
+        if host is not None:
+            if host in self._visits:
+                return True
+            del self._companions[subject]
+        entered = self._entered
+        while entered and now - entered[0][0] > self.companion_window_s:
+            entered.popleft()
+        paired = set(self._companions.values())
+        for _, other, other_wearable in entered:
+            if other_wearable != wearable and other in self._visits and other not in paired:
+                self._companions[subject] = other
+                return True
+        entered.append((now, subject, wearable))
+        return False
 
     def _confirmed_since(self, subject: Subject, now: float) -> float | None:
         """When the subject's near stay began, once it has lasted ``enter_confirm_s``."""
@@ -141,6 +198,9 @@ class PresenceTracker:
             horizon = now - self.exit_timeout_s
             for subject in [s for s, (_, latest) in self._candidates.items() if latest < horizon]:
                 del self._candidates[subject]
+        if self._companions:
+            for companion in [c for c, h in self._companions.items() if h not in self._visits]:
+                del self._companions[companion]
         if self.exit_interval_margin <= 0:
             timeout = self.exit_timeout_s
             gone = [s for s, v in self._visits.items() if now - v.last_near >= timeout]

@@ -302,6 +302,47 @@ def test_a_remote_config_sets_margin_and_hold() -> None:
     assert _kinds(sink_b) == []
 
 
+def test_shoppers_taken_over_together_exit_in_the_order_they_entered() -> None:
+    """Exits decided in one housekeeping pass come out in entry order, not in an order that
+    Python's string hashing changes from run to run (same seed, same files)."""
+    clock = SteppedClock(T0)
+    a, sink_a = _gateway("gw-a", clock)
+    b, _ = _gateway("gw-b", clock)
+    _introduce(a, b, clock)
+    phones = [(f"5A:11:22:33:44:{n:02X}", n) for n in range(24)]
+
+    def hear(pipeline: GatewayPipeline, rssi: int) -> None:
+        for address, minor in phones:
+            frame = ibeacon_frame(UUID(APP_UUID), 0x104D, minor, -59)
+            pipeline.on_advertisement(BLEDevice(address, None, None), bluez_advert(frame, rssi))
+
+    def second(heard_by_a: bool) -> None:
+        for _ in range(5):
+            clock.t += 0.2
+            if heard_by_a:
+                hear(a, -62)
+            hear(b, -75 if heard_by_a else -60)
+        for pipeline in (a, b):
+            summary = pipeline.sightings(clock.t)
+            assert summary is not None
+            a.on_peer_sightings(summary, clock.t)
+            b.on_peer_sightings(summary, clock.t)
+        a.housekeeping(clock.t)
+        b.housekeeping(clock.t)
+
+    for _ in range(5):
+        second(heard_by_a=True)
+    entered = [e.subject for e in sink_a.events if e.kind is PresenceKind.ENTER]
+    assert len(entered) == len(phones)
+    # a stops hearing them all at once; b, which hears them, takes them when a's readings go
+    # stale, all in the same pass.
+    while len([e for e in sink_a.events if e.kind is PresenceKind.EXIT]) < len(phones):
+        second(heard_by_a=False)
+    exits = [e for e in sink_a.events if e.kind is PresenceKind.EXIT]
+    assert len({e.ts for e in exits}) == 1
+    assert [e.subject for e in exits] == entered
+
+
 def test_a_gateway_with_a_weaker_radio_is_evened_out_by_its_rssi_offset() -> None:
     """b's radio hears everything 8 dB weaker than a's: a shopper 3 dB nearer b stays a's until
     b's offset makes up for its radio."""

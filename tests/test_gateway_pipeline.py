@@ -137,11 +137,15 @@ def test_a_repeated_advertisement_means_what_it_meant_and_a_changed_one_is_read_
     pipeline, sink, clock = make_pipeline(exit_timeout_s=5)
     device = BLEDevice(PHONE, None, None)
     before = bluez_advert(ibeacon_frame(UUID(APP_UUID), 0x104D, 0xE62A, -59), -60)
-    # The token rotated: same phone address, new payload, so a new subject.
+    # The token rotated: same phone address, new payload, so a new subject; while the old
+    # token's stay lasts it goes on under that (gateway.identify.SameDevice).
     after = bluez_advert(ibeacon_frame(UUID(APP_UUID), 0x0001, 0x0002, -59), -60)
     for adv in (before, before, after):
         pipeline.on_advertisement(device, adv)
         clock.t += 0.1
+    clock.t += 10
+    pipeline.housekeeping(clock.t)
+    pipeline.on_advertisement(device, after)
     # A payload that is not bytes (a backend handing out bytearrays) is read the same way.
     as_bytearray = before._replace(
         manufacturer_data={k: bytearray(v) for k, v in before.manufacturer_data.items()}  # type: ignore[misc]
@@ -149,6 +153,7 @@ def test_a_repeated_advertisement_means_what_it_meant_and_a_changed_one_is_read_
     pipeline.on_advertisement(device, as_bytearray)
     assert [(e.kind, e.subject.ref) for e in sink.events] == [
         (PresenceKind.ENTER, token_ref(0x104D, 0xE62A)),
+        (PresenceKind.EXIT, token_ref(0x104D, 0xE62A)),
         (PresenceKind.ENTER, token_ref(0x0001, 0x0002)),
     ]
     assert pipeline.counters.decode_errors == 0
@@ -168,3 +173,38 @@ def test_the_identity_cache_stays_small_under_random_addresses() -> None:
     # present, so no second enter.
     pipeline.on_advertisement(BLEDevice(addresses[0], None, None), phone)
     assert len(sink.events) == len(addresses)
+
+
+def test_at_a_door_a_watch_coming_in_with_a_phone_is_not_another_visitor() -> None:
+    pipeline, sink, clock = make_pipeline(companion_window_s=2.0)
+    phone, watch = BLEDevice(PHONE, None, None), BLEDevice("4B:00:00:00:00:01", None, None)
+    for _ in range(4):
+        pipeline.on_advertisement(phone, bluez_advert(nearby_info_frame(b"abc"), -62))
+        pipeline.on_advertisement(
+            watch, bluez_advert(nearby_info_frame(b"def", action_code=0x0A), -64)
+        )
+        clock.t += 0.5
+    assert [e.kind for e in sink.events] == [PresenceKind.ENTER]
+
+
+def test_at_a_door_only_devices_that_just_arrived_enter() -> None:
+    pipeline, sink, clock = make_pipeline(arrival_heard_max_s=60.0)
+    inside, walk_in = BLEDevice(PHONE, None, None), BLEDevice("4B:00:00:00:00:02", None, None)
+    far = bluez_advert(nearby_info_frame(b"abc"), -90)
+    near = bluez_advert(nearby_info_frame(b"abc"), -62)
+    # Heard from across the store for two minutes, then past the door: already inside.
+    for _ in range(120):
+        pipeline.on_advertisement(inside, far)
+        clock.t += 1
+    # Heard for 20 s from the street, then through the door.
+    for _ in range(20):
+        pipeline.on_advertisement(walk_in, far)
+        clock.t += 1
+    for _ in range(10):  # the smoothed RSSI catches up with the near adverts
+        pipeline.on_advertisement(inside, near)
+        clock.t += 0.3
+    assert sink.events == []
+    for _ in range(10):
+        pipeline.on_advertisement(walk_in, near)
+        clock.t += 0.3
+    assert [e.kind for e in sink.events] == [PresenceKind.ENTER]

@@ -20,6 +20,7 @@ from gateway.identify import (
     IdentityResolver,
     IdentityRules,
     IrkResolver,
+    SameDevice,
     anonymous_ref,
     day_key,
     identify,
@@ -31,9 +32,9 @@ from gateway.pipeline import GatewayPipeline
 from gateway.sources_replay import RecordedAdvert, advertisement
 from storelink.clock import SteppedClock
 from storelink.tokens import token_ref
-from storelink.wire import PresenceKind, SubjectType
+from storelink.wire import PresenceKind, Subject, SubjectType
 from storelink.wire import contains_mac_address as has_mac
-from tests.helpers import ListSink
+from tests.helpers import ListSink, bluez_advert
 
 APP_UUID = "5f2dd896-b886-4549-ae01-e41acd7a354a"
 STORE_UUID = UUID("f7826da6-4fa2-4e98-8024-bc5b71e0893e")
@@ -311,3 +312,62 @@ def test_at_utc_midnight_anonymous_pseudonyms_change() -> None:
     assert before == anonymous_ref(ADDRESS, b"k" * 32, midnight - 1)
     assert after == anonymous_ref(ADDRESS, b"k" * 32, midnight + 1)
     assert before != after
+
+
+# --- one device, several subjects ---------------------------------------------------------------
+
+_TOKEN_1 = Subject(type=SubjectType.APP, ref=token_ref(1, 1))
+_TOKEN_2 = Subject(type=SubjectType.APP, ref=token_ref(2, 2))
+_PHONE_A = Subject(type=SubjectType.ANONYMOUS, ref="anon-00000000000000aa")
+_PHONE_B = Subject(type=SubjectType.ANONYMOUS, ref="anon-00000000000000bb")
+
+
+def _nobody(_: Subject) -> bool:
+    return False
+
+
+def test_the_phones_own_broadcast_goes_by_the_apps_token_heard_on_its_address() -> None:
+    links = SameDevice(forget_after_s=20.0)
+    assert links.subject("A", _PHONE_A, 0.0, _nobody) == _PHONE_A  # nothing better known yet
+    assert links.subject("A", _TOKEN_1, 0.1, _nobody) == _TOKEN_1
+    assert links.subject("A", _PHONE_A, 0.2, _nobody) == _TOKEN_1
+    # Another address is another device.
+    assert links.subject("B", _PHONE_B, 0.3, _nobody) == _PHONE_B
+
+
+def test_a_stay_under_one_subject_goes_on_when_the_token_or_the_address_changes() -> None:
+    links = SameDevice(forget_after_s=20.0)
+    present = {_PHONE_A}
+    assert links.subject("A", _PHONE_A, 0.0, present.__contains__) == _PHONE_A
+    # The token heard on the address continues the pseudonym's stay while it lasts.
+    assert links.subject("A", _TOKEN_1, 1.0, present.__contains__) == _PHONE_A
+    present = {_TOKEN_1}
+    assert links.subject("A", _TOKEN_1, 2.0, present.__contains__) == _TOKEN_1
+    # A new token window on the same address, then a new address with that token.
+    assert links.subject("A", _TOKEN_2, 3.0, present.__contains__) == _TOKEN_1
+    assert links.subject("B", _TOKEN_2, 4.0, present.__contains__) == _TOKEN_1
+    assert links.subject("B", _PHONE_B, 4.1, present.__contains__) == _TOKEN_1
+    # Once that stay is over, the device goes by its current name again.
+    assert links.subject("B", _PHONE_B, 5.0, _nobody) == _TOKEN_2
+
+
+def test_an_address_unheard_for_a_while_is_forgotten() -> None:
+    links = SameDevice(forget_after_s=20.0)
+    links.subject("A", _TOKEN_1, 0.0, _nobody)
+    assert links.subject("A", _PHONE_A, 21.0, _nobody) == _PHONE_A
+    links.prune(50.0)
+    assert len(links) == 0
+
+
+def test_the_app_phone_enters_once_not_once_per_broadcast() -> None:
+    settings = GatewaySettings(app_uuid=APP_UUID, store_beacons=[])
+    sink, clock = ListSink(), SteppedClock(1_764_000_000.0)
+    pipeline = GatewayPipeline(settings, sink, clock)
+    device = BLEDevice("5A:11:22:33:44:55", None, None)
+    for step in range(6):
+        clock.t += 0.25
+        raw = nearby_info_frame(b"abc") if step % 2 else ibeacon_frame(UUID(APP_UUID), 1, 1, -59)
+        pipeline.on_advertisement(device, bluez_advert(raw, -62))
+    assert [(e.kind, e.subject.type) for e in sink.events] == [
+        (PresenceKind.ENTER, SubjectType.APP)
+    ]

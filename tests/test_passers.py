@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from cloud_api.ingest.gateway_status import passers_by_increase
 from firmware_sim.population import PersonKind
 from firmware_sim.runner import EventLog, drive
@@ -25,6 +27,45 @@ def test_a_device_that_never_came_in_counts_once_it_is_forgotten() -> None:
     assert counter.expire(69.0) == 0  # heard 59 s ago: maybe still about
     assert counter.expire(70.0) == 1  # the phone only passed; the shopper came in
     assert counter.expire(1000.0) == 0  # each is counted, or not, once
+
+
+def test_how_long_a_device_has_been_heard_restarts_once_it_was_forgotten() -> None:
+    counter = PasserCounter(forget_after_s=60)
+    assert counter.heard_for_s(PHONE, 5.0) == 0.0  # never heard
+    for t in (10.0, 40.0, 90.0):
+        counter.heard(PHONE, t)
+    assert counter.heard_for_s(PHONE, 95.0) == 85.0
+    counter.expire(200.0)
+    counter.heard(PHONE, 210.0)
+    assert counter.heard_for_s(PHONE, 215.0) == 5.0
+
+
+def test_how_long_a_device_has_been_about_follows_its_address_rotation() -> None:
+    counter = PasserCounter(forget_after_s=60)
+    old, new, other = (Subject(type=SubjectType.ANONYMOUS, ref=f"anon-{n}") for n in "abc")
+    for step in range(200):
+        counter.heard(old, step * 0.5, kind="apple_phone", rssi=-70)
+    # At 100 s, 0.5 s after the old address's last advert, the phone's address changes.
+    counter.heard(new, 100.0, kind="apple_phone", rssi=-72)
+    counter.heard(new, 104.0, kind="apple_phone", rssi=-72)
+    assert counter.heard_for_s(new, 105.0) == 105.0
+    # A device of another class, or far weaker, appearing then is not that phone.
+    counter.heard(other, 100.2, kind="apple_watch", rssi=-70)
+    assert counter.heard_for_s(other, 105.0) == pytest.approx(4.8)
+
+
+def test_an_address_rotation_is_followed_only_when_one_device_fell_silent() -> None:
+    counter = PasserCounter(forget_after_s=60)
+    a, b, new = (Subject(type=SubjectType.ANONYMOUS, ref=f"anon-{n}") for n in "abn")
+    for t in range(50):
+        counter.heard(a, float(t), kind="google", rssi=-70)
+        counter.heard(b, float(t), kind="google", rssi=-71)
+    counter.heard(new, 49.5, kind="google", rssi=-70)
+    # Both fell silent: which one rotated cannot be told.
+    assert counter.heard_for_s(new, 55.0) == 5.5
+    # Heard again after the new one appeared, b is another device: the rotated one was a.
+    counter.heard(b, 50.0, kind="google", rssi=-71)
+    assert counter.heard_for_s(new, 55.0) == 55.0
 
 
 def test_a_device_heard_again_is_not_forgotten() -> None:

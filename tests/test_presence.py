@@ -158,3 +158,72 @@ def test_without_a_margin_the_fixed_timeout_applies(tracker: PresenceTracker) ->
         tracker.observe(SHOPPER, -60, 1.0, T0 + i * 0.2)
     assert tracker.exit_delay_s(SHOPPER) == 20.0
     assert tracker.expire(T0 + 1.8 + 19.9) == []
+
+
+WATCH = Subject(type=SubjectType.ANONYMOUS, ref="anon-00000000000000ee")
+PHONE_2 = Subject(type=SubjectType.ANONYMOUS, ref="anon-00000000000000ff")
+
+
+def door(window_s: float = 2.0) -> PresenceTracker:
+    return PresenceTracker(
+        store_id="store-1",
+        gateway_id="gw-1",
+        zone_id="entrance",
+        enter_distance_m=3.0,
+        exit_timeout_s=20.0,
+        dwell_interval_s=60.0,
+        companion_window_s=window_s,
+    )
+
+
+def test_a_watch_entering_with_a_phone_is_the_same_persons_second_device() -> None:
+    tracker = door()
+    assert [e.kind for e in tracker.observe(SHOPPER, -65, 2.0, T0)] == [PresenceKind.ENTER]
+    assert tracker.observe(WATCH, -70, 2.5, T0 + 1.5, wearable=True) == []
+    # Paired for as long as the phone's visit lasts, even once the window has passed.
+    assert tracker.observe(WATCH, -70, 2.5, T0 + 10, wearable=True) == []
+    assert tracker.present == {SHOPPER}
+    # The phone leaves; the watch, still near on its own later, is a visit of its own.
+    tracker.expire(T0 + 31)
+    [event] = tracker.observe(WATCH, -70, 2.5, T0 + 32, wearable=True)
+    assert (event.kind, event.subject) == (PresenceKind.ENTER, WATCH)
+
+
+def test_a_phone_after_a_watch_pairs_too_but_two_phones_never_do() -> None:
+    tracker = door()
+    tracker.observe(WATCH, -70, 2.5, T0, wearable=True)
+    assert tracker.observe(SHOPPER, -65, 2.0, T0 + 1) == []
+    [event] = tracker.observe(PHONE_2, -65, 2.0, T0 + 1.2)
+    assert (event.kind, event.subject) == (PresenceKind.ENTER, PHONE_2)
+    assert tracker.present == {WATCH, PHONE_2}
+
+
+def test_a_watch_entering_after_the_window_enters_on_its_own() -> None:
+    tracker = door()
+    tracker.observe(SHOPPER, -65, 2.0, T0)
+    [event] = tracker.observe(WATCH, -70, 2.5, T0 + 2.5, wearable=True)
+    assert event.subject == WATCH
+    without = door(window_s=0.0)
+    without.observe(SHOPPER, -65, 2.0, T0)
+    assert [e.subject for e in without.observe(WATCH, -70, 2.5, T0 + 0.5, wearable=True)] == [WATCH]
+
+
+def test_at_a_door_only_arrivals_enter() -> None:
+    tracker = PresenceTracker(
+        store_id="store-1",
+        gateway_id="gw-1",
+        zone_id="entrance",
+        enter_distance_m=3.0,
+        exit_timeout_s=20.0,
+        dwell_interval_s=60.0,
+        arrival_heard_max_s=60.0,
+    )
+    # Walking in: heard for the 20 s of the approach, then near.
+    [event] = tracker.observe(SHOPPER, -65, 2.0, T0, heard_s=20.0)
+    assert event.kind is PresenceKind.ENTER
+    # Heard inside for five minutes before passing the door: already in the store.
+    assert tracker.observe(OTHER, -65, 2.0, T0, heard_s=300.0) == []
+    # Once in, a visit goes on however long the subject has been heard.
+    [event] = tracker.observe(SHOPPER, -65, 2.0, T0 + 70, heard_s=90.0)
+    assert event.kind is PresenceKind.DWELL
+    assert tracker.present == {SHOPPER}

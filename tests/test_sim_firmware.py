@@ -17,7 +17,7 @@ from firmware_sim.firmware import (
 )
 from firmware_sim.naming import Naming
 from gateway.config import GatewaySettings
-from gateway.decode import decode_ibeacon
+from gateway.decode import DeviceClass, decode_advertisement, decode_ibeacon
 from storelink.tokens import TOKEN_WINDOW_S, app_token, token_major_minor, token_ref
 from storelink.wire import SubjectType
 
@@ -125,3 +125,15 @@ def test_wearables_rotate_their_address_and_keep_their_kind() -> None:
     strap = WearableFirmware("hr_strap", RotatingAddress("s", AddressType.NRPA), 1.0)
     assert strap.emit(0, 0).raw == strap.emit(1000, 0).raw  # its frame names nobody
     assert int(strap.emit(0, 0).address[:2], 16) >> 6 == 0b00
+
+
+def test_the_gateway_tells_the_wearables_from_phones() -> None:
+    classes = {
+        kind: decode_advertisement(WearableFirmware(kind, rpa(), 1.0).emit(0, 0).raw).device_class
+        for kind in ("watch", "band", "hr_strap")
+    }
+    assert classes == {
+        "watch": DeviceClass.APPLE_WATCH,
+        "band": DeviceClass.HUAMI_XIAOMI,
+        "hr_strap": DeviceClass.HEART_RATE,
+    }

@@ -128,6 +128,24 @@ def test_overrides_change_gateways_and_radio() -> None:
         with_overrides(base, ["volume=11"])
 
 
+def test_a_gateway_of_a_scenario_can_have_its_own_door_settings() -> None:
+    base = load_scenario("boutique")
+    [door] = base.gateways
+    scenario = base.model_copy(
+        update={
+            "gateways": (
+                door.model_copy(update={"companion_window_s": 8.0, "arrival_heard_max_s": 60.0}),
+                door.model_copy(update={"id": "gw-racks", "zone": "racks"}),
+            ),
+            "gateway_defaults": base.gateway_defaults.model_copy(update={"enter_confirm_s": 1.0}),
+        }
+    )
+    own, default = SimStore(scenario, 1, hours=0.1).gateway_settings()
+    assert (own.companion_window_s, own.arrival_heard_max_s, own.enter_confirm_s) == (8, 60, 1)
+    assert (default.companion_window_s, default.arrival_heard_max_s) == (0, 0)
+    assert default.enter_confirm_s == 1
+
+
 def test_hourly_profile_is_rounded_to_the_total() -> None:
     counts = hourly_arrivals({9: 2.5, 10: 2.5, 11: 1.0}, day_start=0.0)
     assert [c for c, _ in counts] == [3, 2, 1]
