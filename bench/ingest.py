@@ -26,10 +26,10 @@ third of them registered shoppers, half of those with an abandoned cart, so offe
 and made), 10% beacons; each of 3,000 people in the stores enters, dwells a few times and
 exits, interleaved with the others.
 
-Run with ``.venv/bin/python bench/ingest.py [--events N] [--rate R] [--workers 1 2]
-[--database sqlite|postgresql|both]``; needs mosquitto and PostgreSQL's initdb/pg_ctl
-(``make system-deps``). Other load on the machine shows in the wall-clock figures: run it on
-a quiet machine, and compare ``cpu_us_per_event``.
+Run with ``.venv/bin/python bench/ingest.py [--events N] [--rates R ...] [--workers 1 2]
+[--database sqlite|postgresql|both] [--batch-size B]``; needs mosquitto and PostgreSQL's
+initdb/pg_ctl (``make system-deps``). Other load on the machine shows in the wall-clock
+figures: run it on a quiet machine, and compare ``cpu_us_per_event``.
 """
 
 from __future__ import annotations
@@ -212,15 +212,22 @@ def publish(url: str, stream: Stream, rate: float | None, result: Any) -> None:
 # --- the worker processes -----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Batching:
+    size: int
+    wait_s: float
+
+
 def settings_for(
-    broker_url: str, database_url: str, worker: int, batch_wait_s: float
+    broker_url: str, database_url: str, worker: int, batching: Batching
 ) -> CloudSettings:
     return CloudSettings(
         mqtt_url=broker_url,
         mqtt_protocol="5",
         database_url=database_url,
         mqtt_client_id=f"bench-worker-{worker}",
-        ingest_batch_wait_s=batch_wait_s,
+        ingest_batch_size=batching.size,
+        ingest_batch_wait_s=batching.wait_s,
     )
 
 
@@ -228,13 +235,13 @@ def work(
     broker_url: str,
     database_url: str,
     worker: int,
-    batch_wait_s: float,
+    batching: Batching,
     go: Event,
     stop: Event,
     report: Any,
 ) -> None:
     """One ingest worker: reports ("ready"), then each commit, then its latencies and CPU time."""
-    settings = settings_for(broker_url, database_url, worker, batch_wait_s)
+    settings = settings_for(broker_url, database_url, worker, batching)
     engine = make_engine(database_url)
     sessions = make_sessionmaker(engine)
     service = PresenceService(sessions, ShopperDirectory(sessions), offer_policy(settings))
@@ -269,7 +276,7 @@ class Phase:
     broker_url: str
     database_url: str
     workers: int
-    batch_wait_s: float
+    batching: Batching
     context: Any = field(default_factory=lambda: multiprocessing.get_context("spawn"))
 
     def __post_init__(self) -> None:
@@ -283,7 +290,7 @@ class Phase:
                     self.broker_url,
                     self.database_url,
                     n,
-                    self.batch_wait_s,
+                    self.batching,
                     self.go,
                     self.stop,
                     self.report,
@@ -444,7 +451,7 @@ def bench_database(
     events: int,
     rates: list[float],
     worker_counts: list[int],
-    batch_wait_s: float,
+    batching: Batching,
 ) -> None:
     refs = seed_shoppers(database_url, datetime.now(UTC))
     seed = SEED
@@ -453,12 +460,12 @@ def bench_database(
         for workers in sorted(set(worker_counts)):
             # The workers' sessions exist and subscribe; the workers stop and the events queue
             # up in their sessions, as they do while workers restart.
-            phase = Phase(broker.url, database_url, workers, batch_wait_s)
+            phase = Phase(broker.url, database_url, workers, batching)
             phase.start()
             phase.finish()
             seed += 1
             run_publisher(broker.url, event_stream(events, refs, seed), None)
-            phase = Phase(broker.url, database_url, workers, batch_wait_s)
+            phase = Phase(broker.url, database_url, workers, batching)
             services = [broker.process.pid, *database_pids]
             service_cpu = [process_cpu_s([pid]) for pid in services]
             started = phase.start()
@@ -478,6 +485,7 @@ def bench_database(
                 database=name,
                 workers=workers,
                 events=events,
+                batch_size=batching.size,
                 cpu_us_per_event=round(phase.cpu_s / events * 1e6),
                 broker_cpu_us_per_event=round(service_cpu[0] / events * 1e6),
                 **(
@@ -507,7 +515,7 @@ def bench_database(
                 seed += 1
                 count_at_rate = min(events, round(rate * LATENCY_RUN_S))
                 stream = event_stream(count_at_rate, refs, seed)
-                phase = Phase(broker.url, database_url, workers, batch_wait_s)
+                phase = Phase(broker.url, database_url, workers, batching)
                 phase.start()
                 first, last = run_publisher(broker.url, stream, rate)
                 phase.wait_for(count_at_rate)
@@ -528,6 +536,7 @@ def bench_database(
                         workers=workers,
                         rate=achieved,
                         events=count_at_rate,
+                        batch_size=batching.size,
                         load_average=round(os.getloadavg()[0], 2),
                     )
 
@@ -565,28 +574,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--rates", type=float, nargs="+", default=[1000.0, 5000.0, 20_000.0])
+    defaults = CloudSettings()
+    parser.add_argument("--batch-size", type=int, default=defaults.ingest_batch_size)
     parser.add_argument(
-        "--batch-wait", type=float, default=CloudSettings().ingest_batch_wait_s, help="seconds"
+        "--batch-wait", type=float, default=defaults.ingest_batch_wait_s, help="seconds"
     )
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
     args = parser.parse_args()
+    batching = Batching(args.batch_size, args.batch_wait)
     if args.database in ("sqlite", "both"):
         with tempfile.TemporaryDirectory(prefix="storelink-bench-") as tmp:
             url = f"sqlite:///{tmp}/ingest.db"
-            bench_database(
-                "sqlite", url, [], args.events, args.rates, args.workers, args.batch_wait
-            )
+            bench_database("sqlite", url, [], args.events, args.rates, args.workers, batching)
     if args.database in ("postgresql", "both"):
         with running_durable_postgres() as (url, postmaster):
             bench_database(
-                "postgresql",
-                url,
-                [postmaster],
-                args.events,
-                args.rates,
-                args.workers,
-                args.batch_wait,
+                "postgresql", url, [postmaster], args.events, args.rates, args.workers, batching
             )
 
 

@@ -102,7 +102,7 @@ class CloudSettings(StorelinkSettings):
         "share of the events until it reconnects",
     )
     ingest_batch_size: int = Field(
-        default=500,
+        default=1000,
         ge=1,
         le=10000,
         description="most presence events the ingest commits in one transaction",

@@ -1,12 +1,12 @@
 """What valid presence events do to the database: record, resolve, stitch, decide, offer.
 
-Events come in batches (the MQTT consumer commits up to a few hundred at a time), and a batch is
+Events come in batches (the MQTT consumer commits up to a thousand at a time), and a batch is
 applied in one transaction with a handful of statements whatever its size: one INSERT for the
-events, one SELECT for the subjects' latest visits, one INSERT and one UPDATE for the visits,
-and, only when a recognised shopper walked in, a few more for carts and offers. Inside the
-batch the events take effect one after the other, in order: each is stitched onto the visit as
-the previous events left it, and an offer made for one event counts for the campaigns' caps
-at the next.
+events, one SELECT for the subjects' latest visits (on SQLite only for the subjects that
+``visit_cache`` does not know), one INSERT and two UPDATEs for the visits, and, only when a
+recognised shopper walked in, a few more for carts and offers. Inside the batch the events take
+effect one after the other, in order: each is stitched onto the visit as the previous events
+left it, and an offer made for one event counts for the campaigns' caps at the next.
 
 A redelivered event (same ``event_id``, in the same batch or already stored, by this worker or
 another one at the same moment) changes nothing: ``INSERT ... ON CONFLICT DO NOTHING`` says
@@ -22,7 +22,7 @@ rollback took away, and no committed notification is lost.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,17 +33,20 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloud_api.ingest import bulk
 from cloud_api.ingest.directory import ShopperDirectory
 from cloud_api.ingest.resolve import ConsentingShopper
+from cloud_api.ingest.visit_cache import CachedVisit, VisitCache, VisitKey
 from cloud_api.ingest.visits import (
+    Presence,
     Sighting,
     VisitState,
     presence_from_json,
+    presence_json_text,
     presence_to_json,
     stitch,
 )
 from cloud_api.match.campaign_store import Candidate, decide_batch
 from cloud_api.match.decide import Verdict
 from cloud_api.match.offer_policy import OfferPolicy
-from cloud_api.store.db import begin_write, lock_key, lock_keys
+from cloud_api.store.db import begin_write, is_sqlite, lock_key, lock_keys
 from cloud_api.store.models import Base, PresenceEventRow, Visit
 from storelink.wire import (
     OfferNotification,
@@ -56,9 +59,8 @@ from storelink.wire import (
 _VALUE: dict[str, str] = {member: member.value for member in (*PresenceKind, *SubjectType)}
 EVENTS = Base.metadata.tables[PresenceEventRow.__tablename__]
 VISITS = Base.metadata.tables[Visit.__tablename__]
-# The visit a subject's events are stitched onto: a tracked shopper's, whichever token they
-# advertise, or else the subject's own. Subject types never read "shopper".
-VisitKey = tuple[str, str, str]
+# The visit a subject's events are stitched onto (VisitKey): a tracked shopper's, whichever
+# token they advertise, or else the subject's own. Subject types never read "shopper".
 # Subjects a consenting shopper may be behind; anonymous ones are nobody by construction.
 _RESOLVABLE = frozenset({SubjectType.APP, SubjectType.WEARABLE, SubjectType.BEACON})
 
@@ -114,6 +116,8 @@ class _WorkingVisit:
     state: VisitState
     # The event that began the visit, when this batch did.
     opened_by: str | None = None
+    # The visit as the database holds it; None for a visit the batch opened.
+    stored: VisitState | None = None
 
 
 class PresenceService:
@@ -126,6 +130,7 @@ class PresenceService:
         self._sessions = sessions
         self._directory = directory
         self._policy = policy
+        self._visits = VisitCache()
 
     def handle(self, event: PresenceEvent, now: datetime) -> PresenceOutcome:
         """Apply one event in a transaction of its own."""
@@ -169,10 +174,15 @@ class PresenceService:
         """Apply a resolved batch inside the caller's write transaction (see ``begin_write``)."""
         if not batch:
             return []
-        lock_keys(session, _lock_keys(batch))
+        # Before the batch writes anything: what the transaction found, not what it did.
+        cached = self._visits.current(session)
+        if not is_sqlite(session):  # SQLite's write lock serialises the batches already
+            lock_keys(session, _lock_keys(batch))
         new = _insert_new_events(session, batch, now)
         fresh = [batch[i] for i in new]
-        visits = _stitch_visits(session, fresh)
+        known = self._visits.usable(session, cached, {item.visit_key for item in fresh})
+        visits = _stitch_visits(session, fresh, known)
+        self._visits.commit_later(session, [_cached(visit) for visit in visits])
         decided = self._candidates(fresh, visits)
         results = dict(
             zip(
@@ -324,9 +334,11 @@ def _latest_visits(session: Session, fresh: Sequence[Resolved]) -> dict[VisitKey
     # well may prefer an index that reads far more rows).
     queries = []
     if refs:
-        queries.append(sa.select(VISITS).where(VISITS.c.subject_ref.in_(sorted(refs)), recent))
+        by_ref = VISITS.c.subject_ref.in_(bulk.json_values(session, sorted(refs)))
+        queries.append(sa.select(VISITS).where(by_ref, recent))
     if shoppers:
-        queries.append(sa.select(VISITS).where(VISITS.c.shopper_id.in_(sorted(shoppers)), recent))
+        by_shopper = VISITS.c.shopper_id.in_(bulk.json_values(session, sorted(shoppers)))
+        queries.append(sa.select(VISITS).where(by_shopper, recent))
     latest: dict[VisitKey, _WorkingVisit] = {}
     for query in queries:
         for row in session.execute(query):
@@ -335,20 +347,43 @@ def _latest_visits(session: Session, fresh: Sequence[Resolved]) -> dict[VisitKey
                 continue
             known = latest.get(key)
             if known is None or (row.last_seen_at, row.id) > (known.state.last_seen_at, known.id):
+                state = _state(row)
                 latest[key] = _WorkingVisit(
                     row.id,
                     row.store_id,
                     row.subject_type,
                     row.subject_ref,
                     row.shopper_id,
-                    _state(row),
+                    state,
+                    stored=state,
                 )
     return latest
 
 
-def _stitch_visits(session: Session, fresh: Sequence[Resolved]) -> list[_WorkingVisit]:
-    """Stitch the new events onto visits, in order; the visit of each event."""
-    latest = _latest_visits(session, fresh)
+def _stitch_visits(
+    session: Session, fresh: Sequence[Resolved], cached: Mapping[VisitKey, CachedVisit]
+) -> list[_WorkingVisit]:
+    """Stitch the new events onto visits, in order; the visit of each event.
+
+    ``cached``: the subjects' latest visits as far as known already; the others are read.
+    """
+    latest: dict[VisitKey, _WorkingVisit] = {}
+    uncached = []
+    for item in fresh:
+        known = cached.get(item.visit_key)
+        if known is None:
+            uncached.append(item)
+        elif item.visit_key not in latest:
+            latest[item.visit_key] = _WorkingVisit(
+                known.id,
+                known.store_id,
+                known.subject_type,
+                known.subject_ref,
+                known.shopper_id,
+                known.state,
+                stored=known.state,
+            )
+    latest.update(_latest_visits(session, uncached))
     touched: dict[int, _WorkingVisit] = {}
     of_event: list[_WorkingVisit] = []
     for item in fresh:
@@ -378,23 +413,73 @@ def _stitch_visits(session: Session, fresh: Sequence[Resolved]) -> list[_Working
     return of_event
 
 
-def _visit_values(visit: _WorkingVisit) -> dict[str, Any]:
+def _cached(visit: _WorkingVisit) -> CachedVisit:
+    assert visit.id is not None, "written visits have their id"
+    return CachedVisit(
+        visit.id,
+        visit.store_id,
+        visit.subject_type,
+        visit.subject_ref,
+        visit.shopper_id,
+        visit.state,
+    )
+
+
+def _presence_encoder(session: Session) -> Callable[[Presence], Any]:
+    """How a visit's presence is written: as JSON text on SQLite, as a value on PostgreSQL."""
+    if is_sqlite(session):
+        return lambda presence: bulk.JsonText(presence_json_text(presence))
+    return presence_to_json
+
+
+def _visit_values(visit: _WorkingVisit, presence: Callable[[Presence], Any]) -> dict[str, Any]:
     state = visit.state
     return {
         "started_at": state.started_at,
         "last_seen_at": state.last_seen_at,
         "ended_at": state.ended_at,
         "zones": list(state.zones),
-        "presence": presence_to_json(state.presence),
+        "presence": presence(state.presence),
         "dwell_s": state.dwell_s,
     }
 
 
+def _only_seen(visit: _WorkingVisit) -> bool:
+    """The visit was only seen again (a dwell, mostly): its start, end and zones are as stored."""
+    stored, state = visit.stored, visit.state
+    return (
+        stored is not None
+        and state.started_at == stored.started_at
+        and state.ended_at == stored.ended_at
+        and state.zones == stored.zones
+    )
+
+
 def _write_visits(session: Session, touched: Sequence[_WorkingVisit]) -> None:
-    # Updates in id order, so that two transactions never wait for each other's rows in a cycle.
+    # Updates in id order, so that two transactions never wait for each other's rows in a cycle
+    # (and the advisory locks on the visits' keys already keep two batches off the same visit).
     existing = sorted((v for v in touched if v.id is not None), key=lambda v: v.id or 0)
     created = [v for v in touched if v.id is None]
-    bulk.update_by_id(session, VISITS, [{"id": v.id, **_visit_values(v)} for v in existing])
+    # A visit only seen again (most updates: a dwell) gets only what changed: fewer values to
+    # convert and bind, and none of the indexed columns, whose index entries SQLite revisits
+    # whenever an UPDATE assigns them.
+    seen = [v for v in existing if _only_seen(v)]
+    presence = _presence_encoder(session)
+    bulk.update_by_id(
+        session,
+        VISITS,
+        [
+            {
+                "id": v.id,
+                "last_seen_at": v.state.last_seen_at,
+                "presence": presence(v.state.presence),
+                "dwell_s": v.state.dwell_s,
+            }
+            for v in seen
+        ],
+    )
+    moved = [v for v in existing if not _only_seen(v)]
+    bulk.update_by_id(session, VISITS, [{"id": v.id, **_visit_values(v, presence)} for v in moved])
     for visit, visit_id in zip(
         created, bulk.allocate_ids(session, VISITS, len(created)), strict=True
     ):
@@ -409,7 +494,7 @@ def _write_visits(session: Session, touched: Sequence[_WorkingVisit]) -> None:
                 "subject_type": visit.subject_type,
                 "subject_ref": visit.subject_ref,
                 "shopper_id": visit.shopper_id,
-                **_visit_values(visit),
+                **_visit_values(visit, presence),
             }
             for visit in created
         ],

@@ -188,7 +188,8 @@ def _lookback(campaigns: Sequence[CampaignSpec]) -> timedelta:
 
 def _carts(session: Session, ids: Sequence[str]) -> dict[str, list[CartFacts]]:
     carts: dict[str, list[CartFacts]] = defaultdict(list)
-    for cart in session.scalars(sa.select(Cart).where(Cart.shopper_id.in_(ids))):
+    query = sa.select(Cart).where(Cart.shopper_id.in_(bulk.json_values(session, ids)))
+    for cart in session.scalars(query):
         carts[cart.shopper_id].append(cart_facts(cart))
     return carts
 
@@ -201,7 +202,7 @@ def _past(session: Session, ids: Sequence[str], since: datetime) -> dict[str, li
             CampaignDecision.decided_at,
             CampaignDecision.cart_id,
         ).where(
-            CampaignDecision.shopper_id.in_(ids),
+            CampaignDecision.shopper_id.in_(bulk.json_values(session, ids)),
             CampaignDecision.decided_at > since,
             CampaignDecision.outcome.in_((Outcome.OFFERED.value, Outcome.HELD_OUT.value)),
         )
@@ -228,7 +229,7 @@ def _visit_starts(
 ) -> dict[tuple[str, str], list[datetime]]:
     rows = session.execute(
         sa.select(Visit.shopper_id, Visit.store_id, Visit.started_at).where(
-            Visit.shopper_id.in_(ids), Visit.started_at >= since
+            Visit.shopper_id.in_(bulk.json_values(session, ids)), Visit.started_at >= since
         )
     )
     starts: dict[tuple[str, str], list[datetime]] = defaultdict(list)

@@ -108,15 +108,22 @@ def mark_sent(
     if not notification_ids:
         return
     with sessions.begin() as session:
-        session.execute(
-            sa.update(NotificationDelivery)
-            .where(
-                NotificationDelivery.notification_id.in_(sorted(notification_ids)),
-                NotificationDelivery.channel == channel,
-                NotificationDelivery.status == PENDING,
-            )
-            .values(status=SENT, sent_at=at, attempts=NotificationDelivery.attempts + 1)
+        mark_sent_in(session, notification_ids, channel, at)
+
+
+def mark_sent_in(
+    session: Session, notification_ids: Sequence[str], channel: str, at: datetime
+) -> None:
+    """``mark_sent`` in the caller's transaction (the ingest's next batch: no commit of its own)."""
+    session.execute(
+        sa.update(NotificationDelivery)
+        .where(
+            NotificationDelivery.notification_id.in_(sorted(notification_ids)),
+            NotificationDelivery.channel == channel,
+            NotificationDelivery.status == PENDING,
         )
+        .values(status=SENT, sent_at=at, attempts=NotificationDelivery.attempts + 1)
+    )
 
 
 class OutboxSender:

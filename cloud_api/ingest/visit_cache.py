@@ -1,0 +1,160 @@
+"""Each subject's latest visit as this process last committed it, so that a batch need not read
+its subjects' visits back from the database.
+
+Reading them back (a SELECT by ref, every row's datetimes and JSON decoded) was the largest
+single cost of the ingest after the commit. The cache answers instead, but only for as long as
+it can tell that nobody else changed those visits. Only the ingest writes visits, and it only
+ever stitches onto a subject's latest one (the visit it opened last: see ``visits``), so a
+cached visit nobody else touched is the one a SELECT would find.
+
+- **SQLite**: the batch's connection tells, inside the batch's write transaction, with two
+  counters that cost no I/O: ``PRAGMA data_version`` changes when any other connection
+  (another worker, the HTTP API, an erasure) committed, and ``total_changes`` when anyone else
+  wrote through this one. Either change, or another connection, empties the cache.
+- **PostgreSQL**, where several workers commit the same subjects: an open cached visit is
+  valid while its row is the version this worker wrote (``xmin``, the writing transaction):
+  whoever stitched an event of that subject since updated it, even to open a new visit (which
+  closes the open one for idleness), and an erasure deleted it. An ended visit may have a
+  successor that changed nothing in its row, so ended ones are read back. One SELECT of ids
+  and row versions, under the batch's advisory locks on those subjects.
+
+Entries are added only once their transaction has committed: a rolled-back batch leaves the
+cache as it was.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from cloud_api.ingest import bulk
+from cloud_api.ingest.visits import VisitState
+from cloud_api.store.db import is_sqlite
+from cloud_api.store.models import Base, Visit
+
+# store, "shopper" or the subject type, shopper id or subject ref
+VisitKey = tuple[str, str, str]
+# Past this, the ended visits are dropped (an open one is the likeliest to get the next event).
+MAX_ENTRIES = 50_000
+VISITS = Base.metadata.tables[Visit.__tablename__]
+# xmin is a 32-bit transaction id; txid_current() counts the wraparounds above it.
+_XID = "SELECT txid_current() % 4294967296"
+
+
+class CachedVisit(NamedTuple):
+    id: int
+    store_id: str
+    subject_type: str
+    subject_ref: str
+    shopper_id: str | None
+    state: VisitState
+    # PostgreSQL: the row version (xmin) this worker's commit left; "" on SQLite.
+    version: str = ""
+
+
+@dataclass(frozen=True)
+class _Stamp:
+    connection: sqlite3.Connection
+    data_version: int
+    total_changes: int
+
+
+class VisitCache:
+    """Thread-safe; one per ``PresenceService``."""
+
+    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+        self._max_entries = max_entries
+        self._lock = threading.Lock()
+        self._visits: dict[VisitKey, CachedVisit] = {}
+        self._stamp: _Stamp | None = None
+
+    def current(self, session: Session) -> Mapping[VisitKey, CachedVisit]:
+        """The cached visits; call it in ``session``'s write transaction (``db.begin_write``)
+        before the transaction writes anything, then ``usable`` and ``commit_later``.
+
+        On SQLite, empty when they may be stale; on PostgreSQL ``usable`` checks them.
+        """
+        if not is_sqlite(session):
+            session.info[self] = None
+            with self._lock:
+                return self._visits
+        connection = session.connection().connection.dbapi_connection
+        assert isinstance(connection, sqlite3.Connection)
+        data_version = connection.execute("PRAGMA data_version").fetchone()[0]
+        valid = _Stamp(connection, data_version, connection.total_changes)
+        with self._lock:
+            if self._stamp != valid:
+                self._visits, self._stamp = {}, None
+            visits = self._visits
+        session.info[self] = (visits, connection, data_version)
+        return visits
+
+    def usable(
+        self,
+        session: Session,
+        cached: Mapping[VisitKey, CachedVisit],
+        keys: Collection[VisitKey],
+    ) -> dict[VisitKey, CachedVisit]:
+        """The cached visits of ``keys`` that are as cached; on PostgreSQL, call it while the
+        transaction holds the advisory locks on ``keys`` (``presence_service._lock_keys``)."""
+        found = {key: cached[key] for key in keys if key in cached}
+        if is_sqlite(session) or not found:
+            return found
+        open_visits = {visit.id: visit for visit in found.values() if visit.state.ended_at is None}
+        if not open_visits:
+            return {}
+        rows = session.execute(
+            sa.select(VISITS.c.id, sa.literal_column("xmin::text")).where(
+                VISITS.c.id.in_(bulk.json_values(session, sorted(open_visits), sa.BigInteger()))
+            )
+        )
+        unchanged = {row_id for row_id, version in rows if open_visits[row_id].version == version}
+        return {key: visit for key, visit in found.items() if visit.id in unchanged}
+
+    def commit_later(self, session: Session, visits: Sequence[CachedVisit]) -> None:
+        """Cache ``visits`` (keyed as ``key_of`` says) once ``session`` commits."""
+        if self not in session.info:
+            return
+        taken = session.info.pop(self)
+        if taken is None:
+            version = str(session.execute(sa.text(_XID)).scalar_one())
+            entries = {key_of(visit): visit._replace(version=version) for visit in visits}
+
+            def committed(_: Session) -> None:
+                with self._lock:
+                    self._visits.update(entries)
+                    self._evict()
+
+        else:
+            base, connection, data_version = taken
+            entries = {key_of(visit): visit for visit in visits}
+
+            def committed(_: Session) -> None:
+                with self._lock:
+                    if self._visits is not base:
+                        return  # another transaction emptied the cache meanwhile: its stamp rules
+                    base.update(entries)
+                    self._evict()
+                    self._stamp = _Stamp(connection, data_version, connection.total_changes)
+
+        event.listen(session, "after_commit", committed, once=True)
+
+    def _evict(self) -> None:
+        if len(self._visits) > self._max_entries:
+            self._visits = {k: v for k, v in self._visits.items() if v.state.ended_at is None}
+            if len(self._visits) > self._max_entries // 2:
+                self._visits = {}
+
+
+def key_of(visit: CachedVisit) -> VisitKey:
+    """The key a visit is cached and looked up by (``presence_service.Resolved.visit_key``)."""
+    if visit.shopper_id is not None:
+        return (visit.store_id, "shopper", visit.shopper_id)
+    return (visit.store_id, visit.subject_type, visit.subject_ref)
