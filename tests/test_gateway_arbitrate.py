@@ -222,12 +222,17 @@ def _walk(
             clock.t += 0.2
             _hear(a, rssi_a)
             _hear(b, rssi_b)
-        for pipeline in (a, b):
-            summary = pipeline.sightings(clock.t)
-            assert summary is not None
-            a.on_peer_sightings(summary, clock.t)
-            b.on_peer_sightings(summary, clock.t)
-            pipeline.housekeeping(clock.t)
+        _exchange(a, b, clock)
+
+
+def _exchange(a: GatewayPipeline, b: GatewayPipeline, clock: SteppedClock) -> None:
+    """What the gateways do every second: tell each other what they heard, then housekeeping."""
+    for pipeline in (a, b):
+        summary = pipeline.sightings(clock.t)
+        assert summary is not None
+        a.on_peer_sightings(summary, clock.t)
+        b.on_peer_sightings(summary, clock.t)
+        pipeline.housekeeping(clock.t)
 
 
 def _introduce(a: GatewayPipeline, b: GatewayPipeline, clock: SteppedClock) -> None:
@@ -322,13 +327,7 @@ def test_shoppers_taken_over_together_exit_in_the_order_they_entered() -> None:
             if heard_by_a:
                 hear(a, -62)
             hear(b, -75 if heard_by_a else -60)
-        for pipeline in (a, b):
-            summary = pipeline.sightings(clock.t)
-            assert summary is not None
-            a.on_peer_sightings(summary, clock.t)
-            b.on_peer_sightings(summary, clock.t)
-        a.housekeeping(clock.t)
-        b.housekeeping(clock.t)
+        _exchange(a, b, clock)
 
     for _ in range(5):
         second(heard_by_a=True)

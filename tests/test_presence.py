@@ -12,8 +12,9 @@ SHOPPER = Subject(type=SubjectType.APP, ref="104de62a")
 OTHER = Subject(type=SubjectType.ANONYMOUS, ref="anon-0123456789abcdef")
 
 
-@pytest.fixture
-def tracker() -> PresenceTracker:
+def entrance(**rules: float) -> PresenceTracker:
+    """The entrance zone: enter within 3 m, exit after 20 s, dwell every minute; ``rules`` on
+    top."""
     return PresenceTracker(
         store_id="store-1",
         gateway_id="gw-1",
@@ -21,7 +22,13 @@ def tracker() -> PresenceTracker:
         enter_distance_m=3.0,
         exit_timeout_s=20.0,
         dwell_interval_s=60.0,
+        **rules,
     )
+
+
+@pytest.fixture
+def tracker() -> PresenceTracker:
+    return entrance()
 
 
 def test_enter_on_the_first_sighting_within_the_enter_distance(tracker: PresenceTracker) -> None:
@@ -99,16 +106,7 @@ def test_events_are_unique(tracker: PresenceTracker) -> None:
 
 
 def _learning(margin: float = 10.0, floor: float = 2.0) -> PresenceTracker:
-    return PresenceTracker(
-        store_id="store-1",
-        gateway_id="gw-1",
-        zone_id="entrance",
-        enter_distance_m=3.0,
-        exit_timeout_s=20.0,
-        dwell_interval_s=60.0,
-        exit_interval_margin=margin,
-        exit_floor_s=floor,
-    )
+    return entrance(exit_interval_margin=margin, exit_floor_s=floor)
 
 
 def test_the_exit_delay_is_learned_from_each_subjects_advertising_interval() -> None:
@@ -165,15 +163,7 @@ PHONE_2 = Subject(type=SubjectType.ANONYMOUS, ref="anon-00000000000000ff")
 
 
 def door(window_s: float = 2.0) -> PresenceTracker:
-    return PresenceTracker(
-        store_id="store-1",
-        gateway_id="gw-1",
-        zone_id="entrance",
-        enter_distance_m=3.0,
-        exit_timeout_s=20.0,
-        dwell_interval_s=60.0,
-        companion_window_s=window_s,
-    )
+    return entrance(companion_window_s=window_s)
 
 
 def test_a_watch_entering_with_a_phone_is_the_same_persons_second_device() -> None:
@@ -209,15 +199,7 @@ def test_a_watch_entering_after_the_window_enters_on_its_own() -> None:
 
 
 def test_at_a_door_only_arrivals_enter() -> None:
-    tracker = PresenceTracker(
-        store_id="store-1",
-        gateway_id="gw-1",
-        zone_id="entrance",
-        enter_distance_m=3.0,
-        exit_timeout_s=20.0,
-        dwell_interval_s=60.0,
-        arrival_heard_max_s=60.0,
-    )
+    tracker = entrance(arrival_heard_max_s=60.0)
     # Walking in: heard for the 20 s of the approach, then near.
     [event] = tracker.observe(SHOPPER, -65, 2.0, T0, heard_s=20.0)
     assert event.kind is PresenceKind.ENTER
