@@ -3,6 +3,7 @@ broker; lists page with cursors; the gateways' status history keeps every transi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -345,6 +346,51 @@ def test_changing_a_gateway_publishes_its_new_zones_and_rssi_offset(
         assert [(g["name"], g["config_version"], g["rssi_offset_db"]) for g in listed] == [
             ("over the racks", 3, None)
         ]
+
+
+def test_deleting_a_gateway_removes_it_and_its_retained_config(
+    database_url: str, mosquitto: Mosquitto
+) -> None:
+    with running_cloud(database_url, mqtt_url=mosquitto.url, mqtt_protocol="5") as cloud:
+        add_store(cloud)
+        for gateway_id in ("gw-1", "gw-2"):
+            cloud.post("/v1/stores/store-1/gateways", {"gateway_id": gateway_id})
+        with cloud.context.sessions() as session:
+            for gateway_id in ("gw-1", "gw-2"):
+                status = GatewayStatus(
+                    store_id="store-1",
+                    gateway_id=gateway_id,
+                    state=GatewayState.ONLINE,
+                    ts=datetime.now(UTC),
+                    version="1.0",
+                )
+                record_gateway_status(session, status, datetime.now(UTC))
+            session.commit()
+
+        def delete(path: str, headers: dict[str, str] = ADMIN_HEADERS) -> int:
+            return cloud.client.delete(path, headers=headers).status_code
+
+        assert delete("/v1/stores/store-2/gateways/gw-1") == 404
+        assert delete("/v1/stores/store-1/gateways/gw-1", headers={}) == 401
+        assert delete("/v1/stores/store-1/gateways/gw-1") == 204
+        assert delete("/v1/stores/store-1/gateways/gw-1") == 404
+
+        listed = cloud.get("/v1/stores/store-1/gateways")["items"]
+        assert [g["gateway_id"] for g in listed] == ["gw-2"]
+        assert [
+            g["gateway_id"] for g in cloud.client.get("/v1/gateways", headers=ADMIN_HEADERS).json()
+        ] == ["gw-2"]
+        assert cloud.get("/v1/stores/store-1/gateways/gw-1/history")["items"]
+
+        # The broker hands a new subscriber every retained config at once: gw-2's, not gw-1's.
+        wildcard = "storelink/v1/store-1/+/config"
+        recorder = MqttRecorder(mosquitto.url, wildcard)
+        try:
+            wait_for(lambda: recorder.on(config_topic("store-1", "gw-2")), what="gw-2's config")
+            time.sleep(0.2)
+            assert recorder.on(config_topic("store-1", "gw-1")) == []
+        finally:
+            recorder.close()
 
 
 # --- status history -----------------------------------------------------------------------------

@@ -75,6 +75,10 @@ class ConfigPublisher(Protocol):
         """Publish each config retained on its gateway's topic; False when it could not."""
         ...
 
+    def clear(self, topics: Sequence[str]) -> bool:
+        """Remove the retained configs on ``topics``; False when it could not."""
+        ...
+
 
 class MqttConfigPublisher:
     """Publishes over a short connection of its own: configs change a few times a day, and
@@ -84,7 +88,16 @@ class MqttConfigPublisher:
         self._settings = settings
 
     def publish(self, configs: Sequence[GatewayConfig]) -> bool:
-        if not configs:
+        return self._retain(
+            [(config_topic(c.store_id, c.gateway_id), c.model_dump_json()) for c in configs]
+        )
+
+    def clear(self, topics: Sequence[str]) -> bool:
+        # An empty retained message removes the one the broker keeps.
+        return self._retain([(topic, "") for topic in topics])
+
+    def _retain(self, messages: Sequence[tuple[str, str]]) -> bool:
+        if not messages:
             return True
         client_id = f"{self._settings.mqtt_client_id}-config-{secrets.token_hex(4)}"
         client, address = make_client(
@@ -105,13 +118,8 @@ class MqttConfigPublisher:
                 logger.warning("gateway configs not published: the broker refused the connection")
                 return False
             infos = [
-                client.publish(
-                    config_topic(c.store_id, c.gateway_id),
-                    c.model_dump_json(),
-                    qos=CONFIG_QOS,
-                    retain=True,
-                )
-                for c in configs
+                client.publish(topic, payload, qos=CONFIG_QOS, retain=True)
+                for topic, payload in messages
             ]
             for info in infos:
                 info.wait_for_publish(PUBLISH_TIMEOUT_S)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Response, status
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,9 +29,18 @@ from cloud_api.fleet.store_schemas import (
     ZoneCreate,
     ZoneOut,
 )
-from cloud_api.fleet.stores import get_store, publish_store_configs
-from cloud_api.store.models import Gateway, GatewayStatusHistory, GatewayStatusRow, Store, Zone
+from cloud_api.fleet.stores import default_publisher, get_store, publish_store_configs
+from cloud_api.store.models import (
+    BeaconHealthRow,
+    Gateway,
+    GatewayStatusHistory,
+    GatewayStatusRow,
+    Store,
+    Zone,
+)
 from storelink.wire import Calibration, ZoneConfig, config_topic, utc_now
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/stores", tags=["stores"])
 
@@ -321,6 +331,35 @@ def update_gateway(
         )
     )
     return _gateway_out(gateway, latest)
+
+
+@router.delete(
+    "/{store_id}/gateways/{gateway_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={404: {"description": "no such gateway in this store"}},
+)
+def delete_gateway(
+    store_id: str, gateway_id: str, _admin: AdminDep, session: SessionDep, context: ContextDep
+) -> Response:
+    """Decommission a gateway: its registration, latest status and beacon reports go, its
+    retained config is removed from the broker; its status history and traffic stay for the
+    statistics. Run ``storelink cloud mqtt-auth`` again to withdraw its MQTT login."""
+    gateway = _store_gateway(session, store_id, gateway_id)
+    for row_type in (GatewayStatusRow, BeaconHealthRow):
+        session.execute(
+            sa.delete(row_type).where(
+                row_type.store_id == store_id, row_type.gateway_id == gateway_id
+            )
+        )
+    session.delete(gateway)
+    session.commit()
+    publisher = default_publisher(context.settings)
+    if publisher is not None and not publisher.clear([config_topic(store_id, gateway_id)]):
+        logger.warning(
+            "gateway %s deleted, but its retained config could not be removed from the broker",
+            gateway_id,
+        )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/{store_id}/gateways/{gateway_id}/history")
