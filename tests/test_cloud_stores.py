@@ -176,6 +176,21 @@ def add_wearable(cloud: Cloud, shopper_id: str, consents: bool, irk: bytes) -> N
         session.commit()
 
 
+def _retained_config(mosquitto: Mosquitto, topic: str, after_version: int) -> GatewayConfig:
+    recorder = MqttRecorder(mosquitto.url, topic)
+    try:
+        wait_for(
+            lambda: any(
+                GatewayConfig.model_validate_json(p).version > after_version
+                for p in recorder.on(topic)
+            ),
+            what=f"a config newer than version {after_version}",
+        )
+        return GatewayConfig.model_validate_json(recorder.on(topic)[-1])
+    finally:
+        recorder.close()
+
+
 def test_provisioning_publishes_the_gateway_config_and_shows_the_password_once(
     database_url: str, mosquitto: Mosquitto
 ) -> None:
@@ -211,12 +226,7 @@ def test_provisioning_publishes_the_gateway_config_and_shows_the_password_once(
         assert cloud.post("/v1/stores/store-1/gateways", {"gateway_id": "gw-1"}, status=409)
 
         # Retained: a gateway connecting later still gets it.
-        recorder = MqttRecorder(mosquitto.url, topic)
-        try:
-            (payload,) = wait_for(lambda: recorder.on(topic), what="the retained config")
-        finally:
-            recorder.close()
-        config = GatewayConfig.model_validate_json(payload)
+        config = _retained_config(mosquitto, topic, 0)
         assert (config.store_id, config.gateway_id, config.version) == ("store-1", "gw-1", 1)
         assert config.zones is not None and config.zones[0].enter_distance_m == 2.5
         assert config.staff_beacons == (STAFF_BADGE,)
@@ -239,12 +249,7 @@ def test_provisioning_publishes_the_gateway_config_and_shows_the_password_once(
             session.execute(sa.update(Shopper).values(consent_footfall_analytics=False))
             session.commit()
             assert publish_store_configs(session, cloud.context.settings, "store-1")
-        recorder = MqttRecorder(mosquitto.url, topic)
-        try:
-            (payload,) = wait_for(lambda: recorder.on(topic))
-        finally:
-            recorder.close()
-        again = GatewayConfig.model_validate_json(payload)
+        again = _retained_config(mosquitto, topic, 1)
         assert again.version == 2 and again.irks == {}
 
         # A change to the store's beacons reaches its gateways at once.
@@ -253,12 +258,7 @@ def test_provisioning_publishes_the_gateway_config_and_shows_the_password_once(
             "/v1/stores/store-1", json={"staff_beacons": [other_badge]}, headers=ADMIN_HEADERS
         )
         assert changed.status_code == 200 and changed.json()["staff_beacons"] == [other_badge]
-        recorder = MqttRecorder(mosquitto.url, topic)
-        try:
-            (payload,) = wait_for(lambda: recorder.on(topic))
-        finally:
-            recorder.close()
-        third = GatewayConfig.model_validate_json(payload)
+        third = _retained_config(mosquitto, topic, 2)
         assert third.version == 3 and third.staff_beacons == (other_badge,)
 
         # A lost password is replaced; the old one no longer matches the stored hash.
@@ -275,21 +275,6 @@ def test_provisioning_without_mqtt_still_registers_the_gateway(cloud: Cloud) -> 
     gateway = cloud.post("/v1/stores/store-1/gateways", {"gateway_id": "gw-9"})
     assert gateway["config_published"] is False
     assert cloud.get("/v1/stores/store-1")["gateway_ids"] == ["gw-9"]
-
-
-def _retained_config(mosquitto: Mosquitto, topic: str, after_version: int) -> GatewayConfig:
-    recorder = MqttRecorder(mosquitto.url, topic)
-    try:
-        wait_for(
-            lambda: any(
-                GatewayConfig.model_validate_json(p).version > after_version
-                for p in recorder.on(topic)
-            ),
-            what=f"a config newer than version {after_version}",
-        )
-        return GatewayConfig.model_validate_json(recorder.on(topic)[-1])
-    finally:
-        recorder.close()
 
 
 def test_changing_a_gateway_publishes_its_new_zones_and_rssi_offset(
