@@ -14,13 +14,14 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from cloud_api.api.problems import PROBLEM_JSON
 from cloud_api.app import create_app
 from cloud_api.config import CloudSettings
 from cloud_api.fleet.geometry import polygon_problem
 from cloud_api.fleet.mqtt_auth import verify_mosquitto_hash
 from cloud_api.fleet.stores import publish_store_configs
 from cloud_api.ingest.gateway_status import record_gateway_status
-from cloud_api.store.models import Gateway, Shopper, ShopperDevice
+from cloud_api.store.models import Gateway, Shopper, ShopperDevice, Visit
 from storelink.wire import GatewayConfig, GatewayState, GatewayStatus, config_topic
 from tests import shopper_app
 from tests.helpers import ADMIN_HEADERS, ADMIN_TOKEN, MqttRecorder, wait_for
@@ -378,6 +379,162 @@ def test_deleting_a_gateway_removes_it_and_its_retained_config(
             recorder.close()
 
 
+def test_zones_are_read_changed_and_removed_while_their_history_stays(cloud: Cloud) -> None:
+    add_store(cloud)
+    add_store(cloud, "store-2")
+    cloud.post("/v1/stores/store-1/zones", {"zone_id": "racks", "name": "Racks", "polygon": SQUARE})
+    cloud.post("/v1/stores/store-1/zones", {"zone_id": "till", "name": "Till", "polygon": SQUARE})
+    now = datetime.now(UTC)
+    with cloud.context.sessions() as session:
+        session.add(
+            Visit(
+                store_id="store-1",
+                subject_type="anonymous",
+                subject_ref="anon-1",
+                shopper_id=None,
+                started_at=now - timedelta(minutes=5),
+                last_seen_at=now,
+                ended_at=now,
+                zones=["racks", "till"],
+                presence={},
+                dwell_s=300.0,
+            )
+        )
+        session.commit()
+
+    def patch(path: str, body: dict[str, Any], status: int = 200) -> Any:
+        response = cloud.client.patch(path, json=body, headers=ADMIN_HEADERS)
+        assert response.status_code == status, response.text
+        return response.json()
+
+    def refused(method: str, path: str, status: int, detail: str) -> None:
+        body = {"name": "Shelves"} if method == "PATCH" else None
+        response = cloud.client.request(method, path, json=body, headers=ADMIN_HEADERS)
+        assert response.status_code == status, response.text
+        assert response.headers["content-type"] == PROBLEM_JSON
+        assert response.json()["detail"] == detail and response.json()["instance"] == path
+
+    assert cloud.get("/v1/stores/store-1/zones/racks")["name"] == "Racks"
+    bigger = [[0, 0], [8, 0], [8, 4], [0, 4]]
+    changed = patch("/v1/stores/store-1/zones/racks", {"name": "Racks and bags", "polygon": bigger})
+    assert (changed["zone_id"], changed["name"], changed["polygon"]) == (
+        "racks",
+        "Racks and bags",
+        bigger,
+    )
+    shown = cloud.get("/v1/stores/store-1/zones/racks")
+    assert (shown["name"], shown["polygon"]) == ("Racks and bags", bigger)
+    # A field left out stays.
+    assert patch("/v1/stores/store-1/zones/racks", {"name": "Racks"})["polygon"] == bigger
+    detail = cloud.get("/v1/stores/store-1")
+    assert [(z["zone_id"], z["name"], z["polygon"]) for z in detail["zones"]] == [
+        ("racks", "Racks", bigger),
+        ("till", "Till", SQUARE),
+    ]
+
+    bowtie = patch(
+        "/v1/stores/store-1/zones/racks", {"polygon": [[0, 0], [2, 2], [2, 0], [0, 2]]}, 422
+    )
+    assert bowtie["errors"][0]["loc"] == ["body", "polygon"] and "cross" in bowtie["detail"]
+    for field in ("name", "polygon"):
+        assert patch("/v1/stores/store-1/zones/racks", {field: None}, 422)["errors"][0]["loc"] == [
+            "body",
+            field,
+        ]
+    # Visits and statistics name the zone by its id: it never changes.
+    patch("/v1/stores/store-1/zones/racks", {"zone_id": "shelves"}, 422)
+    assert cloud.get("/v1/stores/store-1/zones/racks")["polygon"] == bigger
+
+    for method in ("GET", "PATCH", "DELETE"):
+        refused(method, "/v1/stores/nowhere/zones/racks", 404, "no store 'nowhere'")
+        refused(
+            method, "/v1/stores/store-2/zones/racks", 404, "store 'store-2' has no zone 'racks'"
+        )
+    refused("GET", "/v1/stores/store-1/zones/shelves", 404, "store 'store-1' has no zone 'shelves'")
+
+    removed = cloud.client.delete("/v1/stores/store-1/zones/racks", headers=ADMIN_HEADERS)
+    assert removed.status_code == 204 and removed.content == b""
+    refused("GET", "/v1/stores/store-1/zones/racks", 404, "store 'store-1' has no zone 'racks'")
+    refused("DELETE", "/v1/stores/store-1/zones/racks", 404, "store 'store-1' has no zone 'racks'")
+    assert [z["zone_id"] for z in cloud.get("/v1/stores/store-1/zones")["items"]] == ["till"]
+    with cloud.context.sessions() as session:
+        assert session.scalars(sa.select(Visit.zones)).one() == ["racks", "till"]
+    # The id is free again.
+    cloud.post("/v1/stores/store-1/zones", {"zone_id": "racks", "name": "New", "polygon": SQUARE})
+
+
+def test_a_zone_a_gateway_detects_is_not_deleted_and_a_change_publishes_nothing(
+    database_url: str, mosquitto: Mosquitto
+) -> None:
+    with running_cloud(database_url, mqtt_url=mosquitto.url, mqtt_protocol="5") as cloud:
+        add_store(cloud)
+        for zone_id in ("entrance", "racks"):
+            cloud.post(
+                "/v1/stores/store-1/zones", {"zone_id": zone_id, "name": zone_id, "polygon": SQUARE}
+            )
+        entrance = {"zone_id": "entrance", "enter_distance_m": 2.5}
+        racks = {"zone_id": "racks", "enter_distance_m": 2.0}
+        cloud.post("/v1/stores/store-1/gateways", {"gateway_id": "gw-1", "zones": [entrance]})
+        cloud.post(
+            "/v1/stores/store-1/gateways", {"gateway_id": "gw-2", "zones": [racks, entrance]}
+        )
+        topics = [config_topic("store-1", g) for g in ("gw-1", "gw-2")]
+        for topic in topics:
+            assert _retained_config(mosquitto, topic, 0).version == 1
+
+        # A gateway's config carries the zone's id and its own distances, not the name or the
+        # outline: changing those publishes nothing.
+        recorder = MqttRecorder(mosquitto.url, "storelink/v1/store-1/+/config")
+        try:
+            wait_for(lambda: all(recorder.on(t) for t in topics), what="the retained configs")
+            changed = cloud.client.patch(
+                "/v1/stores/store-1/zones/entrance",
+                json={"name": "Door", "polygon": [[0, 0], [5, 0], [5, 2]]},
+                headers=ADMIN_HEADERS,
+            )
+            assert changed.status_code == 200, changed.text
+            time.sleep(0.5)
+            assert [
+                GatewayConfig.model_validate_json(p).version for t in topics for p in recorder.on(t)
+            ] == [1, 1]
+        finally:
+            recorder.close()
+        listed = cloud.get("/v1/stores/store-1/gateways")["items"]
+        assert [g["config_version"] for g in listed] == [1, 1]
+
+        def delete(path: str, status: int) -> dict[str, Any]:
+            response = cloud.client.delete(path, headers=ADMIN_HEADERS)
+            assert response.status_code == status, response.text
+            if status == 204:
+                return {}
+            assert response.headers["content-type"] == PROBLEM_JSON
+            problem: dict[str, Any] = response.json()
+            return problem
+
+        conflict = delete("/v1/stores/store-1/zones/entrance", 409)
+        assert conflict["status"] == 409 and "gw-1, gw-2" in conflict["detail"]
+        assert cloud.get("/v1/stores/store-1/zones/entrance")["name"] == "Door"
+
+        moved = cloud.client.patch(
+            "/v1/stores/store-1/gateways/gw-1", json={"zones": [racks]}, headers=ADMIN_HEADERS
+        )
+        assert moved.status_code == 200, moved.text
+        still = delete("/v1/stores/store-1/zones/entrance", 409)
+        assert "gw-2" in still["detail"] and "gw-1" not in still["detail"]
+
+        delete("/v1/stores/store-1/gateways/gw-2", 204)
+        delete("/v1/stores/store-1/zones/entrance", 204)
+        delete("/v1/stores/store-1/zones/entrance", 404)
+        gone = cloud.post(
+            "/v1/stores/store-1/gateways", {"gateway_id": "gw-3", "zones": [entrance]}, 422
+        )
+        assert "entrance" in gone["detail"]
+        # gw-1 was told only of its own change, never of the zone's.
+        config = _retained_config(mosquitto, topics[0], 1)
+        assert config.version == 2 and config.zones is not None
+        assert [z.zone_id for z in config.zones] == ["racks"]
+
+
 # --- status history -----------------------------------------------------------------------------
 
 
@@ -450,3 +607,18 @@ def test_staff_see_only_their_stores_gateways(cloud: Cloud) -> None:
         "/v1/stores/store-a/gateways/gw-x", json={"name": "mine now"}, headers=staff
     )
     assert change.status_code == 403
+
+    for store_id in ("store-a", "store-b"):
+        cloud.post(
+            f"/v1/stores/{store_id}/zones", {"zone_id": "till", "name": "Till", "polygon": SQUARE}
+        )
+    assert cloud.client.get("/v1/stores/store-a/zones/till", headers=staff).status_code == 200
+    assert cloud.client.get("/v1/stores/store-b/zones/till", headers=staff).status_code == 403
+    # Staff read their zones; only the administrator changes or removes them.
+    rename = cloud.client.patch(
+        "/v1/stores/store-a/zones/till", json={"name": "mine now"}, headers=staff
+    )
+    assert rename.status_code == 403 and rename.headers["content-type"] == PROBLEM_JSON
+    assert cloud.client.delete("/v1/stores/store-a/zones/till", headers=staff).status_code == 403
+    assert cloud.client.delete("/v1/stores/store-a/zones/till").status_code == 401
+    assert cloud.get("/v1/stores/store-a/zones/till")["name"] == "Till"

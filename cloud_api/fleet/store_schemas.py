@@ -127,6 +127,24 @@ class ZoneCreate(_Request):
     polygon: Polygon
 
 
+class ZoneUpdate(_Request):
+    """What to change; a field left out stays as it is. The zone id never changes: visits and
+    statistics name the zone by it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"name": "Racks, shoes and bags", "polygon": [[0, 0], [8, 0], [8, 4], [0, 4]]}
+            ]
+        }
+    )
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    polygon: Polygon | None = None
+
+    _not_null = field_validator("name", "polygon")(_kept_when_left_out)
+
+
 class ZoneOut(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={

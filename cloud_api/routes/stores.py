@@ -28,6 +28,7 @@ from cloud_api.fleet.store_schemas import (
     StoreUpdate,
     ZoneCreate,
     ZoneOut,
+    ZoneUpdate,
 )
 from cloud_api.fleet.stores import default_publisher, get_store, publish_store_configs
 from cloud_api.store.models import (
@@ -172,6 +173,79 @@ def list_zones(
     return Page[ZoneOut](items=[_zone_out(z) for z in zones], next_cursor=next_cursor)
 
 
+def _lock_store_zones(session: Session, store_id: str) -> None:
+    """Hold the store's row until commit: a zone is removed, and gateways are given zones, one
+    at a time per store, so that no gateway is handed a zone while it is being removed.
+    (SQLite writes one transaction at a time anyway, and has no FOR UPDATE.)"""
+    session.execute(sa.select(Store.id).where(Store.id == store_id).with_for_update())
+
+
+def _store_zone(session: Session, store_id: str, zone_id: str) -> Zone:
+    get_store(session, store_id)
+    zone = session.get(Zone, (store_id, zone_id))
+    if zone is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"store {store_id!r} has no zone {zone_id!r}"
+        )
+    return zone
+
+
+@router.get(
+    "/{store_id}/zones/{zone_id}", responses={404: {"description": "no such zone in this store"}}
+)
+def zone_detail(
+    store_id: str, zone_id: str, _caller: StoreStaffDep, session: SessionDep
+) -> ZoneOut:
+    """One zone of a store."""
+    return _zone_out(_store_zone(session, store_id, zone_id))
+
+
+@router.patch(
+    "/{store_id}/zones/{zone_id}", responses={404: {"description": "no such zone in this store"}}
+)
+def update_zone(
+    store_id: str, zone_id: str, body: ZoneUpdate, _admin: AdminDep, session: SessionDep
+) -> ZoneOut:
+    """Change a zone's name or outline. No gateway config is published: a gateway's config
+    holds only the zone's id and that gateway's own distances for it (change those with
+    PATCH /v1/stores/{store_id}/gateways/{gateway_id}), never the name or the polygon."""
+    zone = _store_zone(session, store_id, zone_id)
+    changes = body.model_dump(exclude_unset=True, mode="json")
+    for field, value in changes.items():
+        setattr(zone, field, value)
+    session.commit()
+    return _zone_out(zone)
+
+
+@router.delete(
+    "/{store_id}/zones/{zone_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={
+        404: {"description": "no such zone in this store"},
+        409: {"description": "a gateway still detects the zone"},
+    },
+)
+def delete_zone(store_id: str, zone_id: str, _admin: AdminDep, session: SessionDep) -> Response:
+    """Remove a zone from the store; the visits, events and statistics that name it stay. Refused
+    while a gateway's config lists the zone: take it out of the gateway first (PATCH or DELETE
+    the gateway), so no gateway goes on reporting a zone the store no longer has."""
+    _lock_store_zones(session, store_id)
+    zone = _store_zone(session, store_id, zone_id)
+    gateways = session.scalars(
+        sa.select(Gateway).where(Gateway.store_id == store_id).order_by(Gateway.id)
+    )
+    listing = [g.id for g in gateways if any(z["zone_id"] == zone_id for z in g.zones)]
+    if listing:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"gateways still detect zone {zone_id!r}: {', '.join(listing)}; take it out of their "
+            f"zones (PATCH /v1/stores/{store_id}/gateways/{{gateway_id}}) or delete them first",
+        )
+    session.delete(zone)
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 def _gateway_out(gateway: Gateway, latest: GatewayStatusRow | None) -> GatewayOut:
     return GatewayOut(
         gateway_id=gateway.id,
@@ -189,6 +263,7 @@ def _gateway_out(gateway: Gateway, latest: GatewayStatusRow | None) -> GatewayOu
 
 def _check_zones(session: Session, store_id: str, zones: Sequence[ZoneConfig]) -> None:
     """422 unless every zone is the store's and none appears twice."""
+    _lock_store_zones(session, store_id)
     known = set(session.scalars(sa.select(Zone.zone_id).where(Zone.store_id == store_id)))
     unknown = sorted({z.zone_id for z in zones} - known)
     if unknown:
