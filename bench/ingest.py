@@ -40,6 +40,7 @@ import multiprocessing
 import os
 import random
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -61,8 +62,9 @@ if str(_ROOT) not in sys.path:
 
 import sqlalchemy as sa
 
+from bench.lean_publisher import LeanPublisher, Packet
 from cloud_api.config import CloudSettings
-from cloud_api.ingest.consumer import CommittedBatch, PresenceConsumer
+from cloud_api.ingest.consumer import CommittedBatch, PresenceConsumer, parse_message
 from cloud_api.ingest.directory import ShopperDirectory
 from cloud_api.ingest.presence_service import PresenceService
 from cloud_api.ingest.resolve import shopper_token_ref
@@ -72,7 +74,6 @@ from cloud_api.store.db import make_engine, make_sessionmaker
 from cloud_api.store.migrate import upgrade_database
 from cloud_api.store.models import Cart, Offer, PresenceEventRow, Shopper, Visit
 from storelink.broker import free_port, wait_for_port
-from storelink.mqtt import make_client
 from storelink.tokens import token_window
 from storelink.wire import PresenceEvent, PresenceKind, Subject, SubjectType, presence_topic
 from tests.services import _as_postgres_user, _postgres_bin, running_mosquitto
@@ -97,7 +98,7 @@ LATENCY_LOAD_LIMIT = 0.9
 Stream = list[tuple[str, str]]
 
 
-def emit(metric: str, value: float, unit: str, **extra: object) -> None:
+def emit(metric: str, value: float | None, unit: str, **extra: object) -> None:
     print(json.dumps({"metric": metric, "value": value, "unit": unit, **extra}), flush=True)
 
 
@@ -180,33 +181,14 @@ def event_stream(count: int, app_refs: list[str], seed: int) -> Stream:
 
 
 def publish(url: str, stream: Stream, rate: float | None, result: Any) -> None:
-    """Publish ``stream`` at QoS 1, at ``rate`` events/s or as fast as the broker takes them."""
-    client, address = make_client(url, "5", f"bench-publisher-{os.getpid()}")
-    client.max_inflight_messages_set(PUBLISHER_IN_FLIGHT)
-    client.max_queued_messages_set(0)
-    acknowledged = 0
-
-    def on_publish(*_: object) -> None:
-        nonlocal acknowledged
-        acknowledged += 1
-
-    client.on_publish = on_publish
-    client.connect(address.host, address.port)
-    start = time.time()
-    for index, (topic, template) in enumerate(stream):
-        if rate is not None:
-            due = start + index / rate
-            while (now := time.time()) < due:
-                time.sleep(min(due - now, 0.001))
-        stamp = datetime.fromtimestamp(time.time(), UTC).isoformat().replace("+00:00", "Z")
-        client.publish(topic, template.replace(TS_PLACEHOLDER, stamp), qos=1)
-        if index % 32 == 0:
-            client.loop(timeout=0.0)
-    published = time.time()
-    while acknowledged < len(stream):
-        client.loop(timeout=0.05)
-    client.disconnect()
-    result.put((start, published))
+    """Publish ``stream`` at QoS 1, at ``rate`` events/s or as fast as the broker takes them;
+    reports when the first and last were sent, and the CPU time this process spent."""
+    packets = [Packet(topic, payload, TS_PLACEHOLDER) for topic, payload in stream]
+    cpu = time.process_time()
+    publisher = LeanPublisher(url, f"bench-publisher-{os.getpid()}", PUBLISHER_IN_FLIGHT)
+    start, published = publisher.publish(packets, rate)
+    publisher.close()
+    result.put((start, published, time.process_time() - cpu))
 
 
 # --- the worker processes -----------------------------------------------------------------------
@@ -351,12 +333,13 @@ class Phase:
             process.join(timeout=30)
 
 
-def run_publisher(url: str, stream: Stream, rate: float | None) -> tuple[float, float]:
+def run_publisher(url: str, stream: Stream, rate: float | None) -> tuple[float, float, float]:
+    """(first sent, last sent, publisher CPU seconds), from a process of its own."""
     context = multiprocessing.get_context("spawn")
     result = context.Queue()
     process = context.Process(target=publish, args=(url, stream, rate, result))
     process.start()
-    times: tuple[float, float] = result.get(timeout=TIMEOUT_S)
+    times: tuple[float, float, float] = result.get(timeout=TIMEOUT_S)
     process.join(timeout=10)
     return times
 
@@ -440,6 +423,61 @@ def process_cpu_s(root_pids: list[int]) -> float:
     return total
 
 
+def minimal_writer_us_per_event(stream: Stream, batch_size: int) -> float:
+    """The reference: CPU per event of the least any ingest must do with the same messages, in
+    this process: validate each against the wire contract, INSERT it (events table only, its
+    indexes, ``ON CONFLICT DO NOTHING``) with the driver's executemany, commit per batch, in a
+    SQLite file in WAL mode with synchronous FULL. No MQTT, no visits, no offers."""
+    stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    messages = [(topic, text.replace(TS_PLACEHOLDER, stamp).encode()) for topic, text in stream]
+    columns = (
+        *("event_id", "store_id", "gateway_id", "zone_id", "kind", "subject_type"),
+        *("subject_ref", "ts", "dwell_s", "rssi", "distance_m", "received_at", "source"),
+    )
+    sql = (
+        f"INSERT INTO presence_events ({', '.join(columns)}) "
+        f"VALUES ({', '.join('?' * len(columns))}) ON CONFLICT (event_id) DO NOTHING"
+    )
+    with tempfile.TemporaryDirectory(prefix="storelink-bench-") as tmp:
+        path = f"{tmp}/reference.db"
+        engine = sa.create_engine(f"sqlite:///{path}")
+        events_table = PresenceEventRow.metadata.tables[PresenceEventRow.__tablename__]
+        PresenceEventRow.metadata.create_all(engine, tables=[events_table])
+        engine.dispose()
+        connection = sqlite3.connect(path)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=FULL")
+        cpu = time.process_time()
+        for start in range(0, len(messages), batch_size):
+            received = datetime.now(UTC).isoformat(" ")[:26]
+            rows = []
+            for topic, payload in messages[start : start + batch_size]:
+                event = parse_message(topic, payload)
+                assert isinstance(event, PresenceEvent)
+                rows.append(
+                    (
+                        event.event_id,
+                        event.store_id,
+                        event.gateway_id,
+                        event.zone_id,
+                        event.kind.value,
+                        event.subject.type.value,
+                        event.subject.ref,
+                        event.ts.isoformat(" ")[:26],
+                        event.dwell_s,
+                        event.rssi,
+                        event.distance_m,
+                        received,
+                        "gateway",
+                    )
+                )
+            connection.executemany(sql, rows)
+            connection.commit()
+        cpu = time.process_time() - cpu
+        connection.close()
+    return cpu / len(messages) * 1e6
+
+
 def percentile(values: list[float], share: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[round(share * 1000) - 1]
 
@@ -464,7 +502,8 @@ def bench_database(
             phase.start()
             phase.finish()
             seed += 1
-            run_publisher(broker.url, event_stream(events, refs, seed), None)
+            stream = event_stream(events, refs, seed)
+            run_publisher(broker.url, stream, None)
             phase = Phase(broker.url, database_url, workers, batching)
             services = [broker.process.pid, *database_pids]
             service_cpu = [process_cpu_s([pid]) for pid in services]
@@ -478,6 +517,7 @@ def bench_database(
             total, distinct = count(database_url, PresenceEventRow), distinct_events(database_url)
             assert total == distinct == stored, f"{total} rows, {distinct} ids, {stored} sent"
             capacity = events / (phase.last_commit - started)
+            cpu_us_per_event = phase.cpu_s / events * 1e6
             emit(
                 "ingest_events_per_s",
                 round(capacity),
@@ -486,7 +526,7 @@ def bench_database(
                 workers=workers,
                 events=events,
                 batch_size=batching.size,
-                cpu_us_per_event=round(phase.cpu_s / events * 1e6),
+                cpu_us_per_event=round(cpu_us_per_event),
                 broker_cpu_us_per_event=round(service_cpu[0] / events * 1e6),
                 **(
                     {"database_cpu_us_per_event": round(service_cpu[1] / events * 1e6)}
@@ -496,6 +536,18 @@ def bench_database(
                 visits=count(database_url, Visit),
                 offers=count(database_url, Offer),
                 load_average=round(os.getloadavg()[0], 2),
+            )
+            all_cpu = cpu_us_per_event + sum(service_cpu) / events * 1e6
+            emit(
+                "ingest_cpu_us_per_event",
+                round(all_cpu),
+                "us/event",
+                database=name,
+                workers=workers,
+                what="workers, broker and database together (publisher not included)",
+                reference=round(minimal_writer_us_per_event(stream, batching.size)),
+                reference_is="validate and insert only (events table, SQLite, one process)",
+                budget_at_20000_per_s=round(os.cpu_count() or 1) * 1e6 / 20_000,
             )
 
             # Steady traffic: latency from the publisher's hand to the commit.
@@ -517,7 +569,7 @@ def bench_database(
                 stream = event_stream(count_at_rate, refs, seed)
                 phase = Phase(broker.url, database_url, workers, batching)
                 phase.start()
-                first, last = run_publisher(broker.url, stream, rate)
+                first, last, publisher_cpu = run_publisher(broker.url, stream, rate)
                 phase.wait_for(count_at_rate)
                 phase.finish()
                 stored += count_at_rate
@@ -537,6 +589,7 @@ def bench_database(
                         rate=achieved,
                         events=count_at_rate,
                         batch_size=batching.size,
+                        publisher_cpu_us_per_event=round(publisher_cpu / count_at_rate * 1e6, 1),
                         load_average=round(os.getloadavg()[0], 2),
                     )
 

@@ -14,14 +14,14 @@ Durable and scalable:
   Gateway status and beacon fleet reports (a few messages a minute per gateway) go to every
   worker: they are retained, which a shared subscription does not deliver, and storing them
   twice is harmless.
-- **Batches off the network thread.** paho's thread only queues what arrives (plain PUBLISH
-  packets straight from its read buffer: ``mqtt_client``). A worker thread takes what is
-  queued, up to ``ingest_batch_size`` messages (optionally waiting ``ingest_batch_wait_s`` for
-  more), applies them in order in one transaction, commits, publishes the offers'
-  notifications, then acknowledges the batch; the next batch's transaction marks those
-  notifications sent in the outbox. While it commits, the next batch queues up: under light
-  load a batch is an event or two and waits for nothing, under heavy load batches fill up and
-  the commits stay few.
+- **Batches off the network thread.** paho's thread only validates and queues what arrives
+  (plain PUBLISH packets straight from its read buffer: ``mqtt_client``). A worker thread takes
+  what is queued, up to ``ingest_batch_size`` messages (optionally waiting
+  ``ingest_batch_wait_s`` for more), applies them in order in one transaction, commits,
+  publishes the offers' notifications, then acknowledges the batch; the next batch's
+  transaction marks those notifications sent in the outbox. While it commits, the next batch
+  queues up: under light load a batch is an event or two and waits for nothing, under heavy
+  load batches fill up and the commits stay few.
 
 Every message is validated against the wire contract. A message that fails (bad JSON, a schema
 violation, a topic that disagrees with its payload) is not stored: it is counted, logged with
@@ -221,6 +221,9 @@ class Received(NamedTuple):
     qos: int
     # The connection it came on: an acknowledgement is only valid on that one.
     connection: int
+    # Validated on the network thread, or why not: that thread runs while the worker waits
+    # for SQLite or the disk (which let go of the GIL), so the worker no longer pays for it.
+    message: GatewayMessage | InvalidMessageError
 
 
 Parsed = tuple[Received, GatewayMessage]
@@ -437,7 +440,12 @@ class PresenceConsumer:
         if self._closing.is_set():
             # Not acknowledged: the broker sends it again, to this session when it resumes.
             return
-        self._queue.put(Received(topic, payload, mid, qos, self._connection))
+        message: GatewayMessage | InvalidMessageError
+        try:
+            message = parse_message(topic, payload)
+        except InvalidMessageError as invalid:
+            message = invalid
+        self._queue.put(Received(topic, payload, mid, qos, self._connection, message))
 
     # --- the worker thread ----------------------------------------------------------------------
 
@@ -484,13 +492,14 @@ class PresenceConsumer:
         settled: list[Received] = []
         parsed: list[Parsed] = []
         for item in batch:
-            try:
-                parsed.append((item, parse_message(item.topic, item.payload)))
-            except InvalidMessageError as invalid:
+            message = item.message
+            if isinstance(message, InvalidMessageError):
                 self.counters.invalid_payloads += 1
-                logger.warning("refused a message on %s: %s", item.topic, invalid)
-                self._dead_letter(item, str(invalid), now)
+                logger.warning("refused a message on %s: %s", item.topic, message)
+                self._dead_letter(item, str(message), now)
                 settled.append(item)
+            else:
+                parsed.append((item, message))
         stored: list[PresenceEvent] = []
         sent: list[str] = []
         applied: list[PresenceOutcome] = []
