@@ -62,7 +62,7 @@ if str(_ROOT) not in sys.path:
 
 import sqlalchemy as sa
 
-from bench.lean_publisher import LeanPublisher, Packet
+from bench.load.lean_publisher import LeanPublisher, Packet
 from cloud_api.config import CloudSettings
 from cloud_api.ingest.consumer import CommittedBatch, PresenceConsumer, parse_message
 from cloud_api.ingest.directory import ShopperDirectory
