@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import urllib3
+from influxdb_client.client.influxdb_client import InfluxDBClient
 
+from cloud_api.ingest.consumer import CommittedBatch
 from cloud_api.store.db import make_engine, make_sessionmaker
 from cloud_api.store.migrate import upgrade_database
 from cloud_api.store.models import TimeSeriesPoint
@@ -20,11 +26,12 @@ from cloud_api.timeseries.points import (
     Point,
     PresenceFact,
     line_protocol,
+    ns,
     to_points,
 )
 from cloud_api.timeseries.query import InfluxQL, QueryError
 from cloud_api.timeseries.sinks import InfluxV1Sink, InfluxV2Sink, PointsRejectedError, SqlSink
-from cloud_api.timeseries.writer import TimeSeriesWriter
+from cloud_api.timeseries.writer import TimeSeriesWriter, facts_of
 from storelink.wire import (
     GatewayState,
     GatewayStatus,
@@ -35,6 +42,7 @@ from storelink.wire import (
     new_event_id,
 )
 from tests.helpers import wait_for
+from tests.influx_v2_gateway import InfluxV2Gateway, running_influx_v2_gateway
 from tests.services import Influxd
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
@@ -280,3 +288,193 @@ def test_v2_batches_the_client_gives_up_on_wait_in_the_buffer(
     assert lines == sorted(line_protocol(p) for p in to_points(stream))
     writer.stop()
     assert writer.counters.points_written == 0 and writer.counters.points_dropped == 0
+
+
+# --- InfluxDB 2.x's /api/v2/write, as InfluxDB 1.8 maps it onto a real influxd ------------------
+
+V2_TOKEN = "storelink-write-token"
+
+
+@pytest.fixture
+def influx_v2(influxd: Influxd) -> Iterator[InfluxV2Gateway]:
+    """influxd behind 1.8's /api/v2/write mapping; the bucket ``storelink`` is its database."""
+    InfluxQL(influxd.url, "storelink").query('CREATE DATABASE "storelink"')
+    with running_influx_v2_gateway(influxd.url) as gateway:
+        yield gateway
+
+
+def v2_writer(url: str, tmp_path: Path, *, max_retry_time_ms: int = 60_000) -> TimeSeriesWriter:
+    sink = InfluxV2Sink(
+        url,
+        token=V2_TOKEN,
+        org="storelink",
+        bucket="storelink",
+        batch_size=100,
+        flush_interval_ms=50,
+        max_retry_time_ms=max_retry_time_ms,
+    )
+    return TimeSeriesWriter(
+        sink,
+        buffer=DiskBuffer(tmp_path / "buffer.db", 10_000),
+        batch_size=100,
+        flush_interval_s=0.01,
+        occupancy_interval_s=None,
+    )
+
+
+def committed(
+    events: list[PresenceEvent], acknowledge: Callable[[], None] | None = None
+) -> CommittedBatch:
+    """What the ingest hands over for messages it stored before (a redelivery): presence
+    points, and footfall for every other event."""
+    return CommittedBatch(
+        events=(),
+        messages=len(events),
+        committed_at=time.time(),
+        redelivered=tuple((e, int(e.ts.timestamp()) % 2 == 0) for e in events),
+        acknowledge=acknowledge,
+    )
+
+
+def presence_in_influx(reader: InfluxQL) -> list[tuple[int, float, float]]:
+    series = reader.query('SELECT "events", "dwell_s", "rssi" FROM "presence"')
+    return sorted(
+        (row["time"], row["dwell_s"], row["rssi"])
+        for one in series
+        for row in one.rows()
+        if row["events"] == 1
+    )
+
+
+def presence_of(events: list[PresenceEvent]) -> list[tuple[int, float, float]]:
+    return sorted((int(e.ts.timestamp() * 1000), e.dwell_s, e.rssi) for e in events)
+
+
+def test_v2_sink_writes_through_the_batching_api_into_influxd(
+    influx_v2: InfluxV2Gateway, influxd: Influxd, tmp_path: Path
+) -> None:
+    client = InfluxDBClient(url=influx_v2.url, token=V2_TOKEN, org="storelink")
+    assert client.ping()
+    client.close()  # type: ignore[no-untyped-call]
+    health = urllib3.request("GET", influx_v2.url + "/health")
+    assert (health.status, health.json()["status"]) == (200, "pass")
+    writer = v2_writer(influx_v2.url, tmp_path)
+    writer.start()
+    events = [event(i, PresenceKind.EXIT if i % 3 else PresenceKind.ENTER) for i in range(250)]
+    acks = [threading.Event() for _ in range(3)]
+    batches = [
+        committed(events[:120], acks[0].set),
+        committed(events[120:], acks[1].set),
+        committed(events[:120], acks[2].set),  # redelivered again: the same points
+    ]
+    for batch in batches:
+        writer.committed(batch)
+    writer.submit([status(1)])
+    assert writer.wait_idle(15)
+    assert all(ack.is_set() for ack in acks)
+    writer.stop()
+    reader = InfluxQL(influxd.url, "storelink")
+    assert presence_in_influx(reader) == presence_of(events)
+    (footfall,) = reader.query('SELECT count("entries") FROM "footfall"')
+    assert footfall.rows()[0]["count"] == 125
+    (heartbeat,) = reader.query('SELECT "online", "adverts_seen" FROM "gateway_health"')
+    at = int(status(1).ts.timestamp() * 1000)
+    assert heartbeat.rows() == [{"time": at, "online": 1, "adverts_seen": 100}]
+    # Every point went through /api/v2/write once: gzipped, with the token, into the bucket.
+    handed_over = sum(len(to_points(facts_of(batch))) for batch in batches) + 1
+    assert sum(w.lines for w in influx_v2.writes) == handed_over
+    assert {
+        (w.status, w.gzipped, w.authorization, w.bucket, w.org, w.precision)
+        for w in influx_v2.writes
+    } == {(204, True, f"Token {V2_TOKEN}", "storelink", "storelink", "ns")}
+    assert writer.counters.points_written == handed_over
+    assert writer.counters.points_buffered == 0
+
+
+def test_v2_acknowledges_a_batch_only_once_the_client_wrote_its_points(
+    influx_v2: InfluxV2Gateway, influxd: Influxd, tmp_path: Path
+) -> None:
+    writer = v2_writer(influx_v2.url, tmp_path)
+    writer.start()
+    events = [event(i) for i in range(40)]
+    written_at_ack: list[list[int]] = []
+    acknowledged = threading.Event()
+
+    def acknowledge() -> None:
+        written_at_ack.append([w.status for w in influx_v2.writes])
+        acknowledged.set()
+
+    batch = committed(events, acknowledge)
+    influx_v2.hold()
+    writer.committed(batch)
+    wait_for(lambda: influx_v2.waiting == 1, what="the client's write waiting at the server")
+    # The points left the writer long ago; they are only with the client (and the server).
+    time.sleep(1.0)
+    assert not acknowledged.is_set()
+    assert not writer.wait_idle(0.1)
+    influx_v2.release()
+    assert acknowledged.wait(10)
+    assert written_at_ack == [[204]]
+    assert writer.wait_idle(5)
+    writer.stop()
+    assert presence_in_influx(InfluxQL(influxd.url, "storelink")) == presence_of(events)
+
+
+def test_v2_points_the_client_gives_up_on_are_buffered_before_the_ack_and_written_once(
+    influx_v2: InfluxV2Gateway, influxd: Influxd, tmp_path: Path
+) -> None:
+    writer = v2_writer(influx_v2.url, tmp_path, max_retry_time_ms=2_000)
+    assert writer.buffer is not None
+    buffer = writer.buffer
+    writer.start()
+    events = [event(i) for i in range(90)]
+    first, during, later = threading.Event(), threading.Event(), threading.Event()
+    writer.committed(committed(events[:30], first.set))
+    assert first.wait(10)
+    influxd.stop()
+    buffered_at_ack: list[int] = []
+
+    def acknowledge() -> None:
+        buffered_at_ack.append(len(buffer))
+        during.set()
+
+    batch = committed(events[30:60], acknowledge)
+    writer.committed(batch)
+    wait_for(lambda: any(w.status == 503 for w in influx_v2.writes), what="a refused write")
+    # The client retries for 2 s; until it gives up the points are only in its memory.
+    assert not during.is_set()
+    assert during.wait(15)
+    handed_over = len(to_points(facts_of(batch)))
+    assert buffered_at_ack == [handed_over]
+    # Behind the buffered points: straight to disk, acknowledged at once.
+    writer.committed(committed(events[60:], later.set))
+    assert later.wait(5)
+    assert len(buffer) == handed_over + len(to_points(facts_of(committed(events[60:]))))
+    influxd.start()
+    wait_for(lambda: not len(buffer), timeout_s=30, what="the buffer written back")
+    assert writer.wait_idle(5)
+    writer.stop()
+    reader = InfluxQL(influxd.url, "storelink")
+    assert presence_in_influx(reader) == presence_of(events)
+    (footfall,) = reader.query('SELECT count("entries") FROM "footfall"')
+    assert footfall.rows()[0]["count"] == 45
+    assert writer.counters.points_dropped == 0 and writer.counters.points_rejected == 0
+
+
+def test_v2_points_influxdb_refuses_are_counted_and_acknowledged(
+    influx_v2: InfluxV2Gateway, influxd: Influxd, tmp_path: Path
+) -> None:
+    # "events" as a string in the same shard: the presence points conflict with it, for good.
+    conflict = Point("presence", {"store_id": "store-1"}, {"events": "one"}, ns(T0))
+    InfluxV1Sink(influxd.url, "storelink").write([conflict])
+    writer = v2_writer(influx_v2.url, tmp_path)
+    writer.start()
+    acknowledged = threading.Event()
+    batch = committed([event(i) for i in range(10)], acknowledged.set)
+    writer.committed(batch)
+    assert acknowledged.wait(10)
+    assert writer.wait_idle(5)
+    writer.stop()
+    assert [w.status for w in influx_v2.writes] == [400]
+    assert writer.counters.points_rejected == len(to_points(facts_of(batch)))
+    assert writer.buffer is not None and not len(writer.buffer)

@@ -42,8 +42,6 @@ class PointsRejectedError(Exception):
 
 class PointSink(Protocol):
     name: str
-    synchronous: bool
-    """False: ``write`` hands the points to a background batcher that reports back later."""
 
     def write(self, points: Sequence[Point]) -> None: ...
 
@@ -66,7 +64,6 @@ class InfluxV1Sink:
     """
 
     name = "influxdb-v1"
-    synchronous = True
 
     def __init__(
         self,
@@ -134,8 +131,7 @@ class InfluxV1Sink:
 
 
 FailedLines = Callable[[list[str], Exception], None]
-RejectedPoints = Callable[[int, Exception], None]
-WrittenPoints = Callable[[int], None]
+WrittenLines = Callable[[list[str]], None]
 
 
 class InfluxV2Sink:
@@ -144,11 +140,12 @@ class InfluxV2Sink:
     ``write`` hands points to the client's background batcher, which groups them
     (``batch_size``, ``flush_interval``) and retries failed batches with exponential backoff.
     A batch that still fails after the last retry is handed to ``failed`` (the writer puts it in
-    the disk buffer), one that InfluxDB refused as malformed to ``rejected`` (see ``listen``).
+    the disk buffer), one that InfluxDB refused as malformed to ``rejected``, one it took to
+    ``written`` (see ``listen``). Each gets the batch's lines: every line given to ``enqueue``
+    comes back exactly once, in one of them, unless the client itself breaks down.
     """
 
     name = "influxdb-v2"
-    synchronous = False
 
     def __init__(
         self,
@@ -165,8 +162,8 @@ class InfluxV2Sink:
         self._bucket = bucket
         self._org = org
         self._failed: FailedLines = _log_failed
-        self._rejected: RejectedPoints = _log_rejected
-        self._written: WrittenPoints = _ignore_written
+        self._rejected: FailedLines = _log_rejected
+        self._written: WrittenLines = _ignore_written
         self._client = InfluxDBClient(
             url=url, token=token, org=org, timeout=int(timeout_s * 1000), enable_gzip=True
         )
@@ -187,16 +184,16 @@ class InfluxV2Sink:
         )
         self._sync = self._client.write_api(write_options=SYNCHRONOUS)
 
-    def listen(
-        self, *, failed: FailedLines, rejected: RejectedPoints, written: WrittenPoints
-    ) -> None:
+    def listen(self, *, failed: FailedLines, rejected: FailedLines, written: WrittenLines) -> None:
         """Who hears what became of the batches (called from the client's thread)."""
         self._failed, self._rejected, self._written = failed, rejected, written
 
     def write(self, points: Sequence[Point]) -> None:
-        self._batching.write(
-            bucket=self._bucket, org=self._org, record=[line_protocol(point) for point in points]
-        )
+        self.enqueue([line_protocol(point) for point in points])
+
+    def enqueue(self, lines: Sequence[str]) -> None:
+        """Hands lines to the batcher and returns at once; the callbacks say what became of them."""
+        self._batching.write(bucket=self._bucket, org=self._org, record=list(lines))
 
     def write_lines(self, lines: Sequence[str]) -> None:
         if not lines:
@@ -209,12 +206,12 @@ class InfluxV2Sink:
             raise SinkUnavailableError(f"{type(error).__name__}: {error}") from error
 
     def _on_success(self, conf: tuple[str, str, str], data: Any) -> None:
-        self._written(len(_lines(data)))
+        self._written(_lines(data))
 
     def _on_error(self, conf: tuple[str, str, str], data: Any, error: Exception) -> None:
         lines = _lines(data)
         if _status(error) == 400:
-            self._rejected(len(lines), error)
+            self._rejected(lines, error)
         else:
             self._failed(lines, error)
 
@@ -237,11 +234,11 @@ def _log_failed(lines: list[str], error: Exception) -> None:
     logger.error("InfluxDB: %d points not written: %s", len(lines), error)
 
 
-def _log_rejected(count: int, error: Exception) -> None:
-    logger.error("InfluxDB refused %d points: %s", count, error)
+def _log_rejected(lines: list[str], error: Exception) -> None:
+    logger.error("InfluxDB refused %d points: %s", len(lines), error)
 
 
-def _ignore_written(count: int) -> None:
+def _ignore_written(lines: list[str]) -> None:
     return None
 
 
@@ -255,7 +252,6 @@ class SqlSink:
     install need no InfluxDB. The same point written twice is one row (overwritten)."""
 
     name = "sql"
-    synchronous = True
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions

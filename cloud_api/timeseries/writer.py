@@ -5,6 +5,10 @@ ingest never waits for InfluxDB, not even while it is down. The writer's thread 
 points, gathers them into writes of up to ``influx_batch_size`` points (waiting at most
 ``influx_flush_interval_s``) and writes them.
 
+A committed batch's MQTT messages are acknowledged (``defer_ack``) once its points are safe:
+written, in the disk buffer, or refused for good. With the 2.x sink that is when the client's
+batcher reports back on every one of them, not when they are handed to it (see ``_Flush``).
+
 When InfluxDB cannot take them, the points go to the disk buffer, and from then on new points
 queue up behind them there, so they are written in order once it is back. The buffer is written
 back in batches with exponential backoff between failed attempts; a point written twice
@@ -22,7 +26,7 @@ import logging
 import queue
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -64,6 +68,11 @@ DRAIN_CHUNKS_PER_TURN = 20
 STOP_TIMEOUT_S = 15.0
 # Known zones are forgotten after this long without an event, so occupancy stops reporting them.
 ZONE_MEMORY_S = 24 * 3600.0
+
+# The writer gathers the batches itself (``influx_flush_interval_s``); a batch the 2.x client
+# then holds back only delays its acknowledgements, and a worker may hold only two ingest
+# batches unacknowledged before the broker stops sending to it.
+V2_CLIENT_FLUSH_MS = 100
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 LAG_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
@@ -157,6 +166,24 @@ def offer_facts(
 Item = CommittedBatch | Sequence[Fact]
 
 
+@dataclass(eq=False)
+class _Flush:
+    """Items whose points were delivered together, settled (acknowledged) when none is pending.
+
+    ``pending`` counts the points the InfluxDB 2.x client still holds, plus one while the writer
+    is delivering. The client's callbacks give back a batch's lines, not which ``write`` they
+    came from, so each line handed to it is looked up by its text. Its batcher happens to write
+    one batch at a time, in order (a single-worker scheduler shared by the process), but that
+    is not promised, and nothing here relies on it: a line that comes back, written, buffered or
+    refused, settles the oldest flush still waiting for that text. Two equal lines are the same
+    point (same series, same time, same fields), so whichever copy comes back first, that point
+    is in InfluxDB or on disk for both.
+    """
+
+    items: list[Item]
+    pending: int = 1
+
+
 class TimeSeriesWriter:
     def __init__(
         self,
@@ -188,8 +215,15 @@ class TimeSeriesWriter:
         self._progress = threading.Condition()
         self._queued = 0
         self._settled = 0
+        # Lines the 2.x client holds, each with the flushes waiting for it, oldest first.
+        self._with_client: dict[str, deque[_Flush]] = {}
+        self._with_client_lock = threading.Lock()
         if isinstance(sink, InfluxV2Sink):
-            sink.listen(failed=self._client_failed, rejected=self._rejected, written=self._wrote)
+            sink.listen(
+                failed=self._client_failed,
+                rejected=self._client_rejected,
+                written=self._client_wrote,
+            )
 
     # --- producers (any thread) ----------------------------------------------------------------
 
@@ -230,7 +264,8 @@ class TimeSeriesWriter:
             self.buffer.close()
 
     def wait_idle(self, timeout_s: float) -> bool:
-        """True once everything queued so far was written or buffered (for tools and tests)."""
+        """True once everything queued so far was written, buffered or refused (with the 2.x
+        sink: as its client reported); for tools and tests."""
         with self._progress:
             return self._progress.wait_for(lambda: self._settled >= self._queued, timeout_s)
 
@@ -258,14 +293,12 @@ class TimeSeriesWriter:
                 held.append(item)
             due = time.monotonic() - oldest >= self._flush_interval_s
             if held and (not pending or len(pending) >= self._batch_size or due or closing):
+                flush = _Flush(held)
                 for start in range(0, len(pending), self._batch_size):
-                    self._deliver(pending[start : start + self._batch_size])
+                    self._deliver(pending[start : start + self._batch_size], flush)
                 pending = []
-                # Written or in the disk buffer: the ingest may acknowledge the messages now.
-                for done in held:
-                    _acknowledge(done)
-                self._settle(len(held))
                 held = []
+                self._release([flush])
             if closing and self._queue.empty() and not held:
                 return
             self._drain()
@@ -293,14 +326,14 @@ class TimeSeriesWriter:
         if batch.events or batch.statuses:
             self.histograms.commit_seconds.observe(batch.commit_s)
 
-    def _deliver(self, points: list[Point]) -> None:
+    def _deliver(self, points: list[Point], flush: _Flush | None = None) -> None:
         if self.buffer is not None and len(self.buffer):
             # Behind what is buffered already: InfluxDB is down, or was until a moment ago.
             self._buffer([line_protocol(p) for p in points])
             return
         while True:
             try:
-                self._write(points)
+                self._write(points, flush)
                 return
             except PointsRejectedError as error:
                 self._rejected(len(points), error)
@@ -324,26 +357,86 @@ class TimeSeriesWriter:
                 logger.exception("time-series write failed unexpectedly")
                 return
 
-    def _write(self, points: list[Point]) -> None:
-        started = time.perf_counter()
-        self.sink.write(points)
-        if self.sink.synchronous:
+    def _write(self, points: list[Point], flush: _Flush | None) -> None:
+        sink = self.sink
+        if isinstance(sink, InfluxV2Sink):
+            self._enqueue(sink, [line_protocol(p) for p in points], flush)
+        else:
+            started = time.perf_counter()
+            sink.write(points)
             self.histograms.write_seconds.observe(time.perf_counter() - started)
-            self._wrote(len(points))
+            self.counters.points_written += len(points)
         self._backoff_s = BACKOFF_MIN_S
 
-    def _wrote(self, count: int) -> None:
-        self.counters.points_written += count
+    def _enqueue(self, sink: InfluxV2Sink, lines: list[str], flush: _Flush | None) -> None:
+        """Hands lines to the 2.x client; ``flush`` waits until the client gives each back."""
+        if flush is not None:
+            with self._with_client_lock:
+                for line in lines:
+                    self._with_client.setdefault(line, deque()).append(flush)
+                flush.pending += len(lines)
+        try:
+            sink.enqueue(lines)
+        except Exception:
+            # Not with the client (``_deliver`` counts them dropped): nothing will give them back.
+            if flush is not None:
+                with self._with_client_lock:
+                    for line in lines:
+                        if flush in self._with_client.get(line, ()):
+                            self._forget(line, flush)
+                            flush.pending -= 1
+            raise
+
+    def _forget(self, line: str, flush: _Flush) -> None:
+        waiting = self._with_client[line]
+        waiting.remove(flush)
+        if not waiting:
+            del self._with_client[line]
+
+    def _returned(self, lines: list[str]) -> None:
+        """The client is done with these lines (its thread): settle the flushes they complete."""
+        returned: list[_Flush] = []
+        with self._with_client_lock:
+            for line in lines:
+                waiting = self._with_client.get(line)
+                if waiting:  # else an occupancy point, which no item waits for
+                    returned.append(waiting[0])
+                    self._forget(line, waiting[0])
+        self._release(returned)
+
+    def _release(self, flushes: list[_Flush]) -> None:
+        """One pending point (or the writer's own hold) less for each of ``flushes``."""
+        done: list[_Flush] = []
+        with self._with_client_lock:
+            for flush in flushes:
+                flush.pending -= 1
+                if flush.pending == 0:
+                    done.append(flush)
+        for flush in done:
+            # Written, in the disk buffer or refused for good: the ingest may acknowledge now.
+            for item in flush.items:
+                _acknowledge(item)
+            self._settle(len(flush.items))
 
     def _rejected(self, count: int, error: Exception) -> None:
         self.counters.points_rejected += count
         logger.error("%s refused %d points: %s", self.sink.name, count, error)
+
+    def _client_wrote(self, lines: list[str]) -> None:
+        self.counters.points_written += len(lines)
+        self._returned(lines)
+
+    def _client_rejected(self, lines: list[str], error: Exception) -> None:
+        self._rejected(len(lines), error)
+        self._returned(lines)
 
     def _client_failed(self, lines: list[str], error: Exception) -> None:
         """A batch the InfluxDB client gave up on after its retries (its own thread)."""
         self.counters.write_failures += 1
         logger.warning("%s failed after retries (%s): buffering points", self.sink.name, error)
         self._buffer(lines)
+        # Only once on disk: if buffering fails, the items stay unacknowledged.
+        self._returned(lines)
 
     def _buffer(self, lines: list[str]) -> None:
         assert self.buffer is not None
@@ -444,7 +537,7 @@ def writer_from_settings(
                 org=settings.influx_org,
                 bucket=settings.influx_bucket,
                 batch_size=settings.influx_batch_size,
-                flush_interval_ms=int(settings.influx_flush_interval_s * 1000),
+                flush_interval_ms=V2_CLIENT_FLUSH_MS,
             )
     return TimeSeriesWriter(
         sink,
