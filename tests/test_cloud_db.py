@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sqlite3
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -8,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from cloud_api.ingest import bulk
+from cloud_api.store.checkpoint import WalCheckpointer
 from cloud_api.store.db import begin_write, make_engine, make_sessionmaker
 from cloud_api.store.migrate import upgrade_database
 from cloud_api.store.models import Base, Cart, Shopper, Visit
@@ -74,6 +77,40 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
     with pytest.raises(sa.exc.IntegrityError), sessions.begin() as session:
         session.add(cart)
     engine.dispose()
+
+
+def test_the_checkpointer_copies_the_log_into_the_database_file(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.connect() as connection:
+        # A commit checkpoints by itself only far past SQLite's default of 1,000 pages.
+        assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 10_000
+    writer = sqlite3.connect(path)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("CREATE TABLE t (x TEXT)")
+    writer.commit()
+    empty = path.stat().st_size
+    writer.executemany("INSERT INTO t VALUES (?)", [("x" * 100,) for _ in range(20_000)])
+    writer.commit()
+    assert path.stat().st_size == empty, "the rows are in the log, not yet in the file"
+    checkpointer = WalCheckpointer.for_engine(engine)
+    assert checkpointer is not None
+    checkpointer = WalCheckpointer(str(path), interval_s=0.05)
+    checkpointer.start()
+    try:
+        deadline = time.monotonic() + 10
+        while path.stat().st_size < 2_000_000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        checkpointer.stop()
+    assert path.stat().st_size >= 2_000_000, "the checkpointer copied the log into the file"
+    writer.close()
+    engine.dispose()
+    reader = sqlite3.connect(path)
+    assert reader.execute("SELECT count(*) FROM t").fetchone() == (20_000,)
+    reader.close()
+    assert WalCheckpointer.for_engine(make_engine("postgresql://x@db.example/x")) is None
 
 
 def test_plain_postgresql_urls_use_psycopg() -> None:

@@ -64,6 +64,7 @@ from cloud_api.ingest.gateway_status import record_gateway_status
 from cloud_api.ingest.mqtt_client import BufferedClient, make_consumer_client
 from cloud_api.ingest.presence_service import PresenceOutcome, PresenceService
 from cloud_api.notify.outbox import MQTT_CHANNEL, DeliveryError, mark_sent_in
+from cloud_api.store.checkpoint import WalCheckpointer
 from cloud_api.store.db import begin_write
 from storelink.mqtt import connect_properties
 from storelink.wire import (
@@ -271,6 +272,7 @@ class PresenceConsumer:
         # Set when the worker should stop taking messages and finish what it has (draining).
         self._closing = threading.Event()
         self._worker: threading.Thread | None = None
+        self._checkpointer = WalCheckpointer.for_engine(sessions.kw["bind"])
         # Bumped on every connect and disconnect, under the lock the acknowledgements take.
         self._connection = 0
         self._ack_lock = threading.Lock()
@@ -310,6 +312,8 @@ class PresenceConsumer:
         """
         young, *older = gc.get_threshold()
         gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), *older)
+        if self._checkpointer is not None:
+            self._checkpointer.start()
         self._worker = threading.Thread(
             target=self._run, name=f"ingest-{self.client_id}", daemon=True
         )
@@ -353,6 +357,8 @@ class PresenceConsumer:
             properties.SessionExpiryInterval = 0
         self._client.disconnect(properties=properties)
         self._client.loop_stop()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
 
     def _leave_group(self, timeout_s: float) -> None:
         done = threading.Event()

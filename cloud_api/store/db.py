@@ -20,6 +20,10 @@ from cloud_api.store.models import Base
 
 # How long a SQLite writer waits for another one (the API and each consumer) before giving up.
 SQLITE_BUSY_TIMEOUT_S = 30.0
+# Pages of write-ahead log after which a commit checkpoints the log itself (SQLite's default:
+# 1,000, about one ingest batch). The ingest's own checkpointer keeps the log far shorter;
+# this is the safety net for when it is not running (see store/checkpoint.py).
+SQLITE_WAL_AUTOCHECKPOINT_PAGES = 10_000
 
 
 def normalised_url(database_url: str) -> URL:
@@ -72,6 +76,7 @@ def make_engine(database_url: str) -> sa.Engine:
     def _configure(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT_PAGES}")
         cursor.close()
         use_wal(dbapi_connection)
 
