@@ -65,9 +65,11 @@ def create_app(settings: CloudSettings | None = None) -> FastAPI:
         finally:
             outbox.stop()
             if consumer is not None:
-                consumer.stop()
+                # The writer's last points acknowledge their messages before the disconnect.
+                await asyncio.to_thread(consumer.stop, flush=timeseries.stop)
+            else:
+                await asyncio.to_thread(timeseries.stop)
             app.state.consumer = None
-            await asyncio.to_thread(timeseries.stop)
             app.state.timeseries = None
             engine.dispose()
 

@@ -281,3 +281,42 @@ def test_without_influxdb_the_points_go_to_the_sql_database(
             }
     # At the event's millisecond (the sub-millisecond part comes from the event id).
     assert times == {e.ts.replace(microsecond=e.ts.microsecond // 1000 * 1000) for e in events}
+
+
+def test_a_stopping_worker_acknowledges_what_its_writer_still_held(
+    mosquitto: Mosquitto, gateway: Gateway, tmp_path: Path
+) -> None:
+    settings = CloudSettings(
+        mqtt_url=mosquitto.url,
+        mqtt_protocol="5",
+        mqtt_client_id="test-cloud-stopping",
+        database_url=f"sqlite:///{tmp_path / 'cloud.db'}",
+        admin_token=ADMIN_TOKEN,
+        # The writer holds the committed batches, unacknowledged, until it stops.
+        influx_flush_interval_s=60.0,
+    )
+    app = create_app(settings)
+    with TestClient(app, headers=ADMIN_HEADERS):
+        consumer = app.state.consumer
+        assert consumer.wait_until_subscribed(10)
+        for _ in range(10):
+            gateway.enter()
+        wait_for(lambda: consumer.counters.presence_events == 10, what="10 events committed")
+        assert not app.state.timeseries.wait_idle(0.2), "the writer still holds them"
+
+    # The same client id resumes the session: the broker would send again what was not
+    # acknowledged, before anything new.
+    app = create_app(settings)
+    with TestClient(app, headers=ADMIN_HEADERS):
+        consumer = app.state.consumer
+        assert consumer.wait_until_subscribed(10)
+        gateway.enter()
+        wait_for(lambda: consumer.counters.presence_events == 1, what="the new event committed")
+        assert consumer.counters.duplicates == 0
+    with sa.create_engine(settings.database_url).connect() as connection:
+        points = connection.scalar(
+            sa.select(sa.func.count())
+            .select_from(TimeSeriesPoint)
+            .where(TimeSeriesPoint.measurement == "presence")
+        )
+    assert points == 11

@@ -336,13 +336,21 @@ class PresenceConsumer:
             self._client.connect_async(self._address.host, self._address.port, KEEPALIVE_S)
         self._client.loop_start()
 
-    def stop(self, *, leave: bool = False, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
+    def stop(
+        self,
+        *,
+        leave: bool = False,
+        timeout_s: float = DRAIN_TIMEOUT_S,
+        flush: Callable[[], None] | None = None,
+    ) -> None:
         """Commit and acknowledge what was received, then disconnect.
 
         The session stays with the broker, which keeps queueing this worker's share of the
         events until it comes back (with the same client id) or the session expires. A worker
         that will not come back (scaling down) should ``leave``: it unsubscribes, drains what
         the broker still had queued for it, and ends its session, so the others get it all.
+        ``flush``: with ``defer_ack``, whatever ``on_commit`` handed the batches to finishes
+        with them (and acknowledges them) after the last commit, while still connected.
         """
         if leave and self._v5 and self.connected:
             self._leave_group(timeout_s)
@@ -351,6 +359,8 @@ class PresenceConsumer:
             self._worker.join(timeout_s)
             if self._worker.is_alive():
                 logger.warning("ingest worker still busy after %.0fs; stopping anyway", timeout_s)
+        if flush is not None:
+            flush()
         properties = None
         if leave and self._v5:
             properties = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
