@@ -67,6 +67,12 @@ def add_store(cloud: Cloud, store_id: str = "store-1", **extra: Any) -> dict[str
     return cloud.post("/v1/stores", {"store_id": store_id, "name": "Via Roma", **extra})
 
 
+def add_zones(cloud: Cloud, *zone_ids: str) -> None:
+    for zone_id in zone_ids:
+        body = {"zone_id": zone_id, "name": zone_id, "polygon": SQUARE}
+        cloud.post("/v1/stores/store-1/zones", body)
+
+
 # --- polygons -----------------------------------------------------------------------------------
 
 
@@ -283,10 +289,7 @@ def test_changing_a_gateway_publishes_its_new_zones_and_rssi_offset(
 ) -> None:
     with running_cloud(database_url, mqtt_url=mosquitto.url, mqtt_protocol="5") as cloud:
         add_store(cloud)
-        for zone_id in ("entrance", "racks"):
-            cloud.post(
-                "/v1/stores/store-1/zones", {"zone_id": zone_id, "name": zone_id, "polygon": SQUARE}
-            )
+        add_zones(cloud, "entrance", "racks")
         cloud.post(
             "/v1/stores/store-1/gateways",
             {
@@ -468,10 +471,7 @@ def test_a_zone_a_gateway_detects_is_not_deleted_and_a_change_publishes_nothing(
 ) -> None:
     with running_cloud(database_url, mqtt_url=mosquitto.url, mqtt_protocol="5") as cloud:
         add_store(cloud)
-        for zone_id in ("entrance", "racks"):
-            cloud.post(
-                "/v1/stores/store-1/zones", {"zone_id": zone_id, "name": zone_id, "polygon": SQUARE}
-            )
+        add_zones(cloud, "entrance", "racks")
         entrance = {"zone_id": "entrance", "enter_distance_m": 2.5}
         racks = {"zone_id": "racks", "enter_distance_m": 2.0}
         cloud.post("/v1/stores/store-1/gateways", {"gateway_id": "gw-1", "zones": [entrance]})
