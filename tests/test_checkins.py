@@ -96,6 +96,26 @@ def test_gateway_and_app_presence_make_one_visit_each_event_keeping_its_source(
     assert {e.shopper_id for e in events} == {alice.shopper_id}
 
 
+def test_a_shopper_in_the_store_at_midnight_leaves_the_visit_they_entered(cloud: Cloud) -> None:
+    alice = register(cloud.client, personal_offers=False)
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    entered_at = midnight - timedelta(days=1, minutes=10)
+    left_at = midnight - timedelta(days=1) + timedelta(minutes=20)
+    entered = checkin(cloud, alice, "enter", entered_at)
+    left = checkin(cloud, alice, "exit", left_at)
+    assert left.json()["visit_id"] == entered.json()["visit_id"]
+
+    [visit] = cloud.rows(Visit)
+    assert (visit.started_at, visit.ended_at) == (entered_at, left_at)
+    exit_event = next(e for e in cloud.rows(PresenceEventRow) if e.kind == "exit")
+    assert exit_event.dwell_s == 30 * 60
+    # The next day's enter is a presence of its own, under that day's ref.
+    refs = {e.subject_ref for e in cloud.rows(PresenceEventRow)}
+    assert len(refs) == 1
+    checkin(cloud, alice, "enter", left_at + timedelta(hours=10))
+    assert len({e.subject_ref for e in cloud.rows(PresenceEventRow)}) == 2
+
+
 def test_a_retried_checkin_changes_nothing(cloud: Cloud) -> None:
     alice = register(cloud.client)
     at = datetime.now(UTC)

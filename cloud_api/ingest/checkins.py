@@ -6,15 +6,18 @@ phone enters or leaves the region of a beacon it monitors. The app reports that 
 ``app``: it joins the shopper's visit in that store whichever of the two saw them first.
 
 The event's subject is the app, under a ref that the app key derives for the UTC day (not the
-15-minute token: an exit must name the same presence as its enter an hour before). Whose ref it
-is, only the cloud can tell; without consent the event is anonymous, like a gateway's.
+15-minute token: an exit must name the same presence as its enter an hour before). An exit
+names the presence of the app's latest enter at that place, under the day's ref or the day
+before's: a shopper who walked in before midnight and leaves after it leaves the presence they
+entered. Whose ref it is, only the cloud can tell; without consent the event is anonymous, like
+a gateway's.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -56,29 +59,38 @@ def beacon_place(session: Session, beacon_id: str) -> tuple[str, str] | None:
     return None
 
 
-def seconds_since_enter(session: Session, place: tuple[str, str], ref: str, at: datetime) -> float:
-    """How long before ``at`` the app checked in at this place under ``ref``; 0 if it did not.
+def exit_presence(
+    session: Session, place: tuple[str, str], app_key: bytes, at: datetime
+) -> tuple[str, float]:
+    """The ref an exit at ``at`` names, and how long before it the app entered; the day's ref
+    and 0 if it did not enter (today or the day before).
 
-    An exit carries it as its dwell, as a gateway's exit does, so that it closes the visit its
-    enter opened even when it arrives first or the visit went idle meanwhile (iOS sends no
-    dwell events in between).
+    An exit carries the time since its enter as its dwell, as a gateway's exit does, so that it
+    closes the visit its enter opened even when it arrives first or the visit went idle
+    meanwhile (iOS sends no dwell events in between).
     """
+    today = checkin_ref(app_key, at)
     store_id, zone_id = place
-    entered = session.scalar(
-        sa.select(sa.func.max(PresenceEventRow.ts)).where(
-            PresenceEventRow.subject_ref == ref,
+    entered = session.execute(
+        sa.select(PresenceEventRow.subject_ref, PresenceEventRow.ts)
+        .where(
+            PresenceEventRow.subject_ref.in_([today, checkin_ref(app_key, at - timedelta(days=1))]),
             PresenceEventRow.store_id == store_id,
             PresenceEventRow.zone_id == zone_id,
             PresenceEventRow.kind == PresenceKind.ENTER.value,
             PresenceEventRow.ts <= at,
         )
-    )
-    return (at - entered).total_seconds() if entered is not None else 0.0
+        .order_by(PresenceEventRow.ts.desc())
+        .limit(1)
+    ).first()
+    if entered is None:
+        return today, 0.0
+    return entered.subject_ref, (at - entered.ts).total_seconds()
 
 
 def checkin_event(
     shopper_id: str,
-    app_key: bytes,
+    ref: str,
     beacon_id: str,
     place: tuple[str, str],
     kind: PresenceKind,
@@ -92,7 +104,7 @@ def checkin_event(
         gateway_id=CHECKIN_GATEWAY_ID,
         zone_id=zone_id,
         kind=kind,
-        subject=Subject(type=SubjectType.APP, ref=checkin_ref(app_key, at)),
+        subject=Subject(type=SubjectType.APP, ref=ref),
         ts=at,
         dwell_s=dwell_s,
         # Region monitoring says in or out, not how far: the weakest plausible signal.

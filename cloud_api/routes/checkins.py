@@ -13,7 +13,7 @@ from cloud_api.ingest.checkins import (
     beacon_place,
     checkin_event,
     checkin_ref,
-    seconds_since_enter,
+    exit_presence,
 )
 from cloud_api.ingest.presence_service import PresenceService, Resolved
 from cloud_api.ingest.resolve import ConsentingShopper
@@ -51,9 +51,11 @@ def check_in(
             f"beacon {beacon_id} is none of the stores' own beacons (store_beacons)",
         )
     kind = PresenceKind(checkin.kind)
-    ref = checkin_ref(shopper.app_key, checkin.at)
-    dwell_s = seconds_since_enter(session, place, ref, checkin.at) if checkin.kind == "exit" else 0
-    event = checkin_event(shopper.id, shopper.app_key, beacon_id, place, kind, checkin.at, dwell_s)
+    if kind == PresenceKind.EXIT:
+        ref, dwell_s = exit_presence(session, place, shopper.app_key, checkin.at)
+    else:
+        ref, dwell_s = checkin_ref(shopper.app_key, checkin.at), 0.0
+    event = checkin_event(shopper.id, ref, beacon_id, place, kind, checkin.at, dwell_s)
     # The reads above ran in a transaction of their own: end it, and read the consent again
     # as a writer, so that a withdrawal committed meanwhile is seen.
     session.rollback()
