@@ -104,6 +104,14 @@ class ConsentOut(BaseModel):
     given_at: datetime
 
 
+_CONSENT_EXAMPLE: dict[str, Any] = {
+    "personal_offers": True,
+    "footfall_analytics": False,
+    "text_version": "2026-10",
+    "given_at": "2026-11-24T15:42:07Z",
+}
+
+
 class ShopperOut(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -113,12 +121,7 @@ class ShopperOut(BaseModel):
                     "display_name": "Giulia",
                     "notification_topic": "storelink/v1/shoppers/shp_hybxv1wjpwe0t6gfcc2ha1wwm4"
                     "/notifications",
-                    "consent": {
-                        "personal_offers": True,
-                        "footfall_analytics": False,
-                        "text_version": "2026-10",
-                        "given_at": "2026-11-24T15:42:07Z",
-                    },
+                    "consent": _CONSENT_EXAMPLE,
                     "created_at": "2026-11-24T15:42:07Z",
                 }
             ]
@@ -141,12 +144,7 @@ class ShopperCreated(BaseModel):
                     "app_key": "9f2c4e1a7b3d5f6081a2b3c4d5e6f708",
                     "notification_topic": "storelink/v1/shoppers/shp_hybxv1wjpwe0t6gfcc2ha1wwm4"
                     "/notifications",
-                    "consent": {
-                        "personal_offers": True,
-                        "footfall_analytics": False,
-                        "text_version": "2026-10",
-                        "given_at": "2026-11-24T15:42:07Z",
-                    },
+                    "consent": _CONSENT_EXAMPLE,
                 }
             ]
         }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
@@ -115,21 +115,18 @@ class ApiKeyCreate(_Request):
     store_ids: list[Identifier] = Field(min_length=1, description="the stores it may act for")
 
 
+_API_KEY_EXAMPLE: dict[str, Any] = {
+    "id": 2,
+    "name": "till 3",
+    "prefix": "slk_Xw3f",
+    "store_ids": ["store-1"],
+    "created_at": "2026-11-24T15:42:07Z",
+    "revoked_at": None,
+}
+
+
 class ApiKeyOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": 2,
-                    "name": "till 3",
-                    "prefix": "slk_Xw3f",
-                    "store_ids": ["store-1"],
-                    "created_at": "2026-11-24T15:42:07Z",
-                    "revoked_at": None,
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [_API_KEY_EXAMPLE]})
 
     id: int
     name: str
@@ -144,12 +141,7 @@ class ApiKeyCreated(ApiKeyOut):
         json_schema_extra={
             "examples": [
                 {
-                    "id": 2,
-                    "name": "till 3",
-                    "prefix": "slk_Xw3f",
-                    "store_ids": ["store-1"],
-                    "created_at": "2026-11-24T15:42:07Z",
-                    "revoked_at": None,
+                    **_API_KEY_EXAMPLE,
                     "key": "slk_Xw3fH8nQ2rT5vY9bC4mK7pL1sD6gJ0zA3eU8iO5wR2t",
                 }
             ]

@@ -64,6 +64,17 @@ class DiscountCode(_Payload):
     code: str
 
 
+_CUSTOMER_EXAMPLE: dict[str, Any] = {"id": 6120384520001, "email": "giulia@example.com"}
+_LINE_ITEM_EXAMPLE: dict[str, Any] = {
+    "sku": "SCARF-RED-M",
+    "title": "Wool scarf, red",
+    "quantity": 1,
+    "price": "24.90",
+    "variant_id": 40211533000001,
+    "product_type": "accessories",
+}
+
+
 class Checkout(_Payload):
     model_config = ConfigDict(
         json_schema_extra={
@@ -72,17 +83,8 @@ class Checkout(_Payload):
                     "token": "8f3c2b7e1d9a4c6f",
                     "cart_token": "c1-7b9e2a4d",
                     "email": "giulia@example.com",
-                    "customer": {"id": 6120384520001, "email": "giulia@example.com"},
-                    "line_items": [
-                        {
-                            "sku": "SCARF-RED-M",
-                            "title": "Wool scarf, red",
-                            "quantity": 1,
-                            "price": "24.90",
-                            "variant_id": 40211533000001,
-                            "product_type": "accessories",
-                        }
-                    ],
+                    "customer": _CUSTOMER_EXAMPLE,
+                    "line_items": [_LINE_ITEM_EXAMPLE],
                     "total_price": "24.90",
                     "currency": "EUR",
                     "abandoned_checkout_url": "https://shop.example.com/checkouts/8f3c2b7e1d9a4c6f/recover",
@@ -114,17 +116,8 @@ class ShopifyOrder(_Payload):
                     "checkout_token": "8f3c2b7e1d9a4c6f",
                     "cart_token": "c1-7b9e2a4d",
                     "email": "giulia@example.com",
-                    "customer": {"id": 6120384520001, "email": "giulia@example.com"},
-                    "line_items": [
-                        {
-                            "sku": "SCARF-RED-M",
-                            "title": "Wool scarf, red",
-                            "quantity": 1,
-                            "price": "24.90",
-                            "variant_id": 40211533000001,
-                            "product_type": "accessories",
-                        }
-                    ],
+                    "customer": _CUSTOMER_EXAMPLE,
+                    "line_items": [_LINE_ITEM_EXAMPLE],
                     "total_price": "22.41",
                     "currency": "EUR",
                     "discount_codes": [{"code": "7KQ2-M9XD"}],

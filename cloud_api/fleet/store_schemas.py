@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -269,27 +269,22 @@ class GatewayUpdate(_Request):
     _not_null = field_validator("name", "zones")(_kept_when_left_out)
 
 
+_GATEWAY_EXAMPLE: dict[str, Any] = {
+    "gateway_id": "gw-store-1-a",
+    "store_id": "store-1",
+    "name": "Ceiling, by the racks",
+    "zones": [{"zone_id": "racks", "enter_distance_m": 2.5, "exit_distance_m": 3.5}],
+    "rssi_offset_db": None,
+    "config_topic": "storelink/v1/store-1/gw-store-1-a/config",
+    "config_version": 4,
+    "state": "online",
+    "last_status_at": "2026-11-24T15:42:07Z",
+    "created_at": "2026-11-02T09:00:00Z",
+}
+
+
 class GatewayOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "gateway_id": "gw-store-1-a",
-                    "store_id": "store-1",
-                    "name": "Ceiling, by the racks",
-                    "zones": [
-                        {"zone_id": "racks", "enter_distance_m": 2.5, "exit_distance_m": 3.5}
-                    ],
-                    "rssi_offset_db": None,
-                    "config_topic": "storelink/v1/store-1/gw-store-1-a/config",
-                    "config_version": 4,
-                    "state": "online",
-                    "last_status_at": "2026-11-24T15:42:07Z",
-                    "created_at": "2026-11-02T09:00:00Z",
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [_GATEWAY_EXAMPLE]})
 
     gateway_id: str
     store_id: str
@@ -308,14 +303,7 @@ class GatewayProvisioned(GatewayOut):
         json_schema_extra={
             "examples": [
                 {
-                    "gateway_id": "gw-store-1-a",
-                    "store_id": "store-1",
-                    "name": "Ceiling, by the racks",
-                    "zones": [
-                        {"zone_id": "racks", "enter_distance_m": 2.5, "exit_distance_m": 3.5}
-                    ],
-                    "rssi_offset_db": None,
-                    "config_topic": "storelink/v1/store-1/gw-store-1-a/config",
+                    **_GATEWAY_EXAMPLE,
                     "config_version": 1,
                     "state": None,
                     "last_status_at": None,
