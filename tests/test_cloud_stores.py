@@ -3,26 +3,38 @@ broker; lists page with cursors; the gateways' status history keeps every transi
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 
 from cloud_api.api.problems import PROBLEM_JSON
 from cloud_api.app import create_app
 from cloud_api.config import CloudSettings
 from cloud_api.fleet.geometry import polygon_problem
-from cloud_api.fleet.mqtt_auth import verify_mosquitto_hash
+from cloud_api.fleet.mqtt_auth import mosquitto_hash, new_mqtt_password, verify_mosquitto_hash
 from cloud_api.fleet.stores import publish_store_configs
 from cloud_api.ingest.gateway_status import record_gateway_status
-from cloud_api.store.models import Gateway, Shopper, ShopperDevice, Visit
-from storelink.wire import GatewayConfig, GatewayState, GatewayStatus, config_topic
+from cloud_api.routes.stores import _lock_store_zones
+from cloud_api.store.models import Gateway, Shopper, ShopperDevice, Visit, Zone
+from storelink.wire import (
+    GatewayConfig,
+    GatewayState,
+    GatewayStatus,
+    ZoneConfig,
+    config_topic,
+    utc_now,
+)
 from tests import shopper_app
 from tests.helpers import ADMIN_HEADERS, ADMIN_TOKEN, MqttRecorder, wait_for
 from tests.services import Mosquitto
@@ -622,3 +634,120 @@ def test_staff_see_only_their_stores_gateways(cloud: Cloud) -> None:
     assert cloud.client.delete("/v1/stores/store-a/zones/till", headers=staff).status_code == 403
     assert cloud.client.delete("/v1/stores/store-a/zones/till").status_code == 401
     assert cloud.get("/v1/stores/store-a/zones/till")["name"] == "Till"
+
+
+# --- zones and gateways changed at once (PostgreSQL) --------------------------------------------
+# SQLite writes one transaction at a time; on PostgreSQL only the store row's lock keeps a zone
+# delete and a gateway being given that zone apart.
+
+
+@contextmanager
+def store_locked(cloud: Cloud, store_id: str) -> Iterator[tuple[Session, int]]:
+    """A session of its own holding the store's row as a zone delete or a provisioning does,
+    until it commits (or, if the test fails first, rolls back and lets the request go)."""
+    with cloud.context.sessions() as session:
+        _lock_store_zones(session, store_id)
+        pid = session.scalar(sa.text("SELECT pg_backend_pid()"))
+        assert isinstance(pid, int)
+        yield session, pid
+
+
+def in_thread(request: Callable[[], httpx.Response]) -> Future[httpx.Response]:
+    # A daemon thread, not an executor: an executor's exit would join without a timeout.
+    future: Future[httpx.Response] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(request())
+        except BaseException as error:
+            future.set_exception(error)
+
+    threading.Thread(target=run, name="store-request", daemon=True).start()
+    return future
+
+
+def assert_waits_for(cloud: Cloud, holder_pid: int, request: Future[httpx.Response]) -> None:
+    """Return once the request's transaction waits for a lock the holder has: PostgreSQL says
+    so, rather than the request merely being slow to start."""
+
+    def waiting() -> bool:
+        with cloud.context.sessions() as probe:
+            waiters = probe.scalar(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE :holder = ANY(pg_blocking_pids(pid))"
+                ),
+                {"holder": holder_pid},
+            )
+        return bool(waiters)
+
+    wait_for(lambda: request.done() or waiting(), what="the request to wait for the store's row")
+    if request.done():
+        early = request.result()
+        raise AssertionError(
+            f"answered while the store was locked: {early.status_code} {early.text}"
+        )
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+def test_a_gateway_is_not_given_a_zone_while_it_is_deleted(cloud: Cloud, method: str) -> None:
+    add_store(cloud)
+    add_zones(cloud, "entrance", "racks")
+    racks = {"zone_id": "racks", "enter_distance_m": 2.0}
+    entrance = {"zone_id": "entrance", "enter_distance_m": 2.5}
+    cloud.post("/v1/stores/store-1/gateways", {"gateway_id": "gw-1", "zones": [racks]})
+    if method == "POST":
+        path, body = "/v1/stores/store-1/gateways", {"gateway_id": "gw-2", "zones": [entrance]}
+    else:
+        path, body = "/v1/stores/store-1/gateways/gw-1", {"zones": [racks, entrance]}
+
+    with store_locked(cloud, "store-1") as (deleting, pid):
+        request = in_thread(
+            lambda: cloud.client.request(method, path, json=body, headers=ADMIN_HEADERS)
+        )
+        assert_waits_for(cloud, pid, request)
+        # What DELETE /v1/stores/store-1/zones/entrance goes on to do once it holds the row.
+        zone = deleting.get(Zone, ("store-1", "entrance"))
+        assert zone is not None
+        deleting.delete(zone)
+        deleting.commit()
+        response = request.result(timeout=15)
+
+    assert response.status_code == 422, response.text
+    assert "store 'store-1' has no zone entrance" in response.json()["detail"]
+    gateways = cloud.rows(Gateway)
+    assert [(g.id, [z["zone_id"] for z in g.zones]) for g in gateways] == [("gw-1", ["racks"])]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_zone_is_not_deleted_while_a_gateway_is_given_it(cloud: Cloud) -> None:
+    add_store(cloud)
+    add_zones(cloud, "entrance")
+
+    with store_locked(cloud, "store-1") as (provisioning, pid):
+        request = in_thread(
+            lambda: cloud.client.delete("/v1/stores/store-1/zones/entrance", headers=ADMIN_HEADERS)
+        )
+        assert_waits_for(cloud, pid, request)
+        # What POST /v1/stores/store-1/gateways goes on to do once it holds the row.
+        provisioning.add(
+            Gateway(
+                id="gw-1",
+                store_id="store-1",
+                name="by the door",
+                zones=[
+                    ZoneConfig(zone_id="entrance", enter_distance_m=2.5).model_dump(mode="json")
+                ],
+                rssi_offset_db=None,
+                mqtt_password_hash=mosquitto_hash(new_mqtt_password()),
+                config_version=0,
+                created_at=utc_now(),
+            )
+        )
+        provisioning.commit()
+        response = request.result(timeout=15)
+
+    assert response.status_code == 409, response.text
+    assert "gateways still detect zone 'entrance': gw-1;" in response.json()["detail"]
+    assert cloud.get("/v1/stores/store-1/zones/entrance")["name"] == "entrance"
