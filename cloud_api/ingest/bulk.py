@@ -24,7 +24,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.functions import FunctionElement
 
 from cloud_api.store.models import UtcDateTime
 
@@ -155,19 +157,32 @@ def _sqlite_rows(
     return values
 
 
-def json_values(
-    session: Session, values: Sequence[Any], type_: sa.types.TypeEngine[Any] | None = None
-) -> sa.Select[Any]:
-    """``values`` as a one-column subquery, from one JSON parameter: ``column.in_(...)`` of it
-    is the same statement however many values there are, compiled once. An IN list, a
-    parameter per value, is expanded anew for every batch, which cost SQLAlchemy more than the
-    query cost the database. ``type_``: the column's, when not text (PostgreSQL reads text)."""
-    document = sa.literal(list(values), sa.JSON)
-    if _is_postgresql(session):
-        source = sa.func.json_array_elements_text(document)
-    else:
-        source = sa.func.json_each(document)
-    value = source.table_valued("value").c.value
+class _JsonArrayElements(FunctionElement[Any]):
+    """The elements of a JSON array, as rows of text: ``json_each`` on SQLite,
+    ``json_array_elements_text`` on PostgreSQL. One construct for both, so that a statement
+    using it is built once, at import, rather than for each batch and database."""
+
+    name = "json_array_elements"
+    inherit_cache = True
+
+
+@compiles(_JsonArrayElements, "sqlite")
+def _sqlite_json_elements(element: _JsonArrayElements, compiler: Any, **kw: Any) -> str:
+    return f"json_each({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_JsonArrayElements, "postgresql")
+def _pg_json_elements(element: _JsonArrayElements, compiler: Any, **kw: Any) -> str:
+    return f"json_array_elements_text({compiler.process(element.clauses, **kw)})"
+
+
+def json_array(name: str, type_: sa.types.TypeEngine[Any] | None = None) -> sa.Select[Any]:
+    """A one-column subquery of the values in the list bound to parameter ``name``, sent as one
+    JSON document: ``column.in_(json_array("ids"))`` is one statement however many values
+    there are, built and compiled once. An IN list, a parameter per value, is expanded anew
+    for every batch, which cost SQLAlchemy more than the query cost the database. ``type_``:
+    the column's, when not text (PostgreSQL reads text)."""
+    value = _JsonArrayElements(sa.bindparam(name, type_=sa.JSON)).table_valued("value").c.value
     return sa.select(value if type_ is None else sa.cast(value, type_))
 
 
@@ -244,6 +259,11 @@ def update_by_id(session: Session, table: sa.Table, rows: Sequence[dict[str, Any
     session.connection().exec_driver_sql(sql, values)
 
 
+@cache
+def _largest_id(table: sa.Table) -> sa.Select[Any]:
+    return sa.select(sa.func.max(table.c.id))
+
+
 def allocate_ids(session: Session, table: sa.Table, count: int) -> list[int]:
     """``count`` new primary keys for ``table``, so its rows can be inserted without RETURNING.
 
@@ -259,5 +279,5 @@ def allocate_ids(session: Session, table: sa.Table, count: int) -> list[int]:
             {"count": count},
         )
         return list(result.scalars())
-    largest = session.scalar(sa.select(sa.func.max(table.c.id))) or 0
+    largest = session.connection().execute(_largest_id(table)).scalar() or 0
     return list(range(largest + 1, largest + 1 + count))

@@ -46,8 +46,14 @@ def record_change(session: Session) -> None:
     )
 
 
+# Read before every batch: built once, and run on the batch's connection without the ORM.
+_VERSION = sa.select(DirectoryVersion.__table__.c.version).where(
+    DirectoryVersion.__table__.c.id == 1
+)
+
+
 def _version(session: Session) -> int | None:
-    return session.scalar(sa.select(DirectoryVersion.version).where(DirectoryVersion.id == 1))
+    return session.connection().execute(_VERSION).scalar()
 
 
 @dataclass(frozen=True)

@@ -319,6 +319,18 @@ def _visit_key(row: sa.Row[Any]) -> VisitKey:
     return (row.store_id, row.subject_type, row.subject_ref)
 
 
+# A dwell or exit says since when its subject has been in the zone (see visits.stitch): a visit
+# that ended after the earliest presence of the batch began may take its events.
+_RECENT = sa.or_(VISITS.c.ended_at.is_(None), VISITS.c.ended_at >= sa.bindparam("since"))
+# By ref or by shopper alone, which the indexes lead with and which are nearly unique; the rest
+# of the key is checked here (a planner offered store or shopper_id IS NULL as well may prefer
+# an index that reads far more rows).
+_LATEST_BY_REF = sa.select(VISITS).where(VISITS.c.subject_ref.in_(bulk.json_array("keys")), _RECENT)
+_LATEST_BY_SHOPPER = sa.select(VISITS).where(
+    VISITS.c.shopper_id.in_(bulk.json_array("keys")), _RECENT
+)
+
+
 def _latest_visits(session: Session, fresh: Sequence[Resolved]) -> dict[VisitKey, _WorkingVisit]:
     """Each subject's latest visit that is open, or ended after the earliest presence began."""
     if not fresh:
@@ -326,22 +338,14 @@ def _latest_visits(session: Session, fresh: Sequence[Resolved]) -> dict[VisitKey
     wanted = {item.visit_key for item in fresh}
     refs = {ref for _, kind, ref in wanted if kind != "shopper"}
     shoppers = {shopper for _, kind, shopper in wanted if kind == "shopper"}
-    # A dwell or exit says since when its subject has been in the zone (see visits.stitch).
     since = min(item.event.ts - timedelta(seconds=item.event.dwell_s) for item in fresh)
-    recent = sa.or_(VISITS.c.ended_at.is_(None), VISITS.c.ended_at >= since)
-    # By ref or by shopper alone, which the indexes lead with and which are nearly unique;
-    # the rest of the key is checked here (a planner offered store or shopper_id IS NULL as
-    # well may prefer an index that reads far more rows).
-    queries = []
-    if refs:
-        by_ref = VISITS.c.subject_ref.in_(bulk.json_values(session, sorted(refs)))
-        queries.append(sa.select(VISITS).where(by_ref, recent))
-    if shoppers:
-        by_shopper = VISITS.c.shopper_id.in_(bulk.json_values(session, sorted(shoppers)))
-        queries.append(sa.select(VISITS).where(by_shopper, recent))
+    queries = [(_LATEST_BY_REF, refs), (_LATEST_BY_SHOPPER, shoppers)]
+    connection = session.connection()
     latest: dict[VisitKey, _WorkingVisit] = {}
-    for query in queries:
-        for row in session.execute(query):
+    for query, keys in queries:
+        if not keys:
+            continue
+        for row in connection.execute(query, {"keys": sorted(keys), "since": since}):
             key = _visit_key(row)
             if key not in wanted:
                 continue

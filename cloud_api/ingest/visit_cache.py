@@ -45,7 +45,11 @@ VisitKey = tuple[str, str, str]
 MAX_ENTRIES = 50_000
 VISITS = Base.metadata.tables[Visit.__tablename__]
 # xmin is a 32-bit transaction id; txid_current() counts the wraparounds above it.
-_XID = "SELECT txid_current() % 4294967296"
+_XID = sa.text("SELECT txid_current() % 4294967296")
+# The row versions of cached visits, checked before each batch on PostgreSQL (built once).
+_VERSIONS = sa.select(VISITS.c.id, sa.literal_column("xmin::text")).where(
+    VISITS.c.id.in_(bulk.json_array("ids", sa.BigInteger()))
+)
 
 
 class CachedVisit(NamedTuple):
@@ -110,11 +114,7 @@ class VisitCache:
         open_visits = {visit.id: visit for visit in found.values() if visit.state.ended_at is None}
         if not open_visits:
             return {}
-        rows = session.execute(
-            sa.select(VISITS.c.id, sa.literal_column("xmin::text")).where(
-                VISITS.c.id.in_(bulk.json_values(session, sorted(open_visits), sa.BigInteger()))
-            )
-        )
+        rows = session.connection().execute(_VERSIONS, {"ids": sorted(open_visits)})
         unchanged = {row_id for row_id, version in rows if open_visits[row_id].version == version}
         return {key: visit for key, visit in found.items() if visit.id in unchanged}
 
@@ -124,7 +124,7 @@ class VisitCache:
             return
         taken = session.info.pop(self)
         if taken is None:
-            version = str(session.execute(sa.text(_XID)).scalar_one())
+            version = str(session.connection().execute(_XID).scalar_one())
             entries = {key_of(visit): visit._replace(version=version) for visit in visits}
 
             def committed(_: Session) -> None:

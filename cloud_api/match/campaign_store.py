@@ -43,6 +43,48 @@ from storelink.wire import OfferItem, OfferNotification, PresenceEvent, notifica
 # it alone this long, and only takes it over if that worker died first.
 INLINE_GRACE = timedelta(seconds=5)
 DECISIONS = Base.metadata.tables[CampaignDecision.__tablename__]
+CARTS = Base.metadata.tables[Cart.__tablename__]
+OFFERS = Base.metadata.tables[Offer.__tablename__]
+NOTIFICATIONS = Base.metadata.tables[Notification.__tablename__]
+DELIVERIES = Base.metadata.tables[NotificationDelivery.__tablename__]
+VISITS = Base.metadata.tables[Visit.__tablename__]
+CAMPAIGNS = Base.metadata.tables[CampaignRow.__tablename__]
+
+# Every statement of a batch's decisions is built once, here, and run on the batch's connection
+# with its parameters: building one, and the ORM session's layers around running it, cost
+# several times what the database took to answer it, and a batch runs a few of them whatever
+# its size, so under light load (small batches) they were most of the work.
+_CAMPAIGNS = sa.select(CAMPAIGNS.c.id, CAMPAIGNS.c.spec)
+_CARTS = sa.select(
+    CARTS.c.cart_id,
+    CARTS.c.shopper_id,
+    CARTS.c["items"],
+    CARTS.c.currency,
+    CARTS.c.status,
+    CARTS.c.updated_at,
+).where(CARTS.c.shopper_id.in_(bulk.json_array("shoppers")))
+_PAST = sa.select(
+    DECISIONS.c.shopper_id,
+    DECISIONS.c.campaign_id,
+    DECISIONS.c.decided_at,
+    DECISIONS.c.cart_id,
+).where(
+    DECISIONS.c.shopper_id.in_(bulk.json_array("shoppers")),
+    DECISIONS.c.decided_at > sa.bindparam("since"),
+    DECISIONS.c.outcome.in_((Outcome.OFFERED.value, Outcome.HELD_OUT.value)),
+)
+_BUDGETS = (
+    sa.select(OFFERS.c.campaign_id, sa.func.count())
+    .where(OFFERS.c.campaign_id.in_(bulk.json_array("campaigns")))
+    .group_by(OFFERS.c.campaign_id)
+)
+_VISIT_STARTS = sa.select(VISITS.c.shopper_id, VISITS.c.store_id, VISITS.c.started_at).where(
+    VISITS.c.shopper_id.in_(bulk.json_array("shoppers")),
+    VISITS.c.started_at >= sa.bindparam("since"),
+)
+_INSERT_OFFERS = sa.insert(OFFERS)
+_INSERT_NOTIFICATIONS = sa.insert(NOTIFICATIONS)
+_INSERT_DELIVERIES = sa.insert(DELIVERIES)
 
 
 @dataclass(frozen=True)
@@ -69,7 +111,7 @@ def load_campaigns(session: Session, default: CampaignSpec) -> list[CampaignSpec
     """The active campaigns; the default one while no campaign is defined at all."""
     validated: dict[str, tuple[dict[str, Any], CampaignSpec]] = {}
     specs = []
-    for campaign_id, raw in session.execute(sa.select(CampaignRow.id, CampaignRow.spec)):
+    for campaign_id, raw in session.connection().execute(_CAMPAIGNS):
         cached = _validated.get(campaign_id)
         if cached is None or cached[0] != raw:
             cached = (raw, CampaignSpec.model_validate(raw))
@@ -83,8 +125,8 @@ def load_campaigns(session: Session, default: CampaignSpec) -> list[CampaignSpec
     return [spec for spec in specs if spec.active]
 
 
-def cart_facts(cart: Cart) -> CartFacts:
-    items = tuple(
+def _cart_lines(items: Sequence[dict[str, Any]]) -> tuple[CartLine, ...]:
+    return tuple(
         CartLine(
             sku=item["sku"],
             name=item["name"],
@@ -92,9 +134,8 @@ def cart_facts(cart: Cart) -> CartFacts:
             unit_price=Decimal(str(item["unit_price"])),
             quantity=int(item["quantity"]),
         )
-        for item in cart.items
+        for item in items
     )
-    return CartFacts(cart.cart_id, items, cart.currency, cart.status, cart.updated_at)
 
 
 def decide_batch(
@@ -172,10 +213,11 @@ def decide_batch(
             decisions.append(_decision_row(candidate, verdict, code if verdict is chosen else None))
         results.append(Decided(verdicts, notification))
     if offers:
-        session.execute(sa.insert(Offer), offers)
-        session.execute(sa.insert(Notification), notifications)
+        connection = session.connection()
+        connection.execute(_INSERT_OFFERS, offers)
+        connection.execute(_INSERT_NOTIFICATIONS, notifications)
         if deliveries:
-            session.execute(sa.insert(NotificationDelivery), deliveries)
+            connection.execute(_INSERT_DELIVERIES, deliveries)
     # One row per campaign and candidate: written the way the events are, not through the ORM.
     bulk.insert(session, DECISIONS, decisions)
     return results
@@ -188,25 +230,16 @@ def _lookback(campaigns: Sequence[CampaignSpec]) -> timedelta:
 
 def _carts(session: Session, ids: Sequence[str]) -> dict[str, list[CartFacts]]:
     carts: dict[str, list[CartFacts]] = defaultdict(list)
-    query = sa.select(Cart).where(Cart.shopper_id.in_(bulk.json_values(session, ids)))
-    for cart in session.scalars(query):
-        carts[cart.shopper_id].append(cart_facts(cart))
+    rows = session.connection().execute(_CARTS, {"shoppers": ids})
+    for cart_id, shopper_id, items, currency, status, updated_at in rows:
+        carts[shopper_id].append(
+            CartFacts(cart_id, _cart_lines(items), currency, status, updated_at)
+        )
     return carts
 
 
 def _past(session: Session, ids: Sequence[str], since: datetime) -> dict[str, list[PastDecision]]:
-    rows = session.execute(
-        sa.select(
-            CampaignDecision.shopper_id,
-            CampaignDecision.campaign_id,
-            CampaignDecision.decided_at,
-            CampaignDecision.cart_id,
-        ).where(
-            CampaignDecision.shopper_id.in_(bulk.json_values(session, ids)),
-            CampaignDecision.decided_at > since,
-            CampaignDecision.outcome.in_((Outcome.OFFERED.value, Outcome.HELD_OUT.value)),
-        )
-    )
+    rows = session.connection().execute(_PAST, {"shoppers": ids, "since": since})
     past: dict[str, list[PastDecision]] = defaultdict(list)
     for shopper_id, campaign_id, at, cart_id in rows:
         past[shopper_id].append(PastDecision(campaign_id, at, cart_id))
@@ -216,22 +249,14 @@ def _past(session: Session, ids: Sequence[str], since: datetime) -> dict[str, li
 def _budgets(session: Session, campaign_ids: Sequence[str]) -> dict[str, int]:
     if not campaign_ids:
         return {}
-    rows = session.execute(
-        sa.select(Offer.campaign_id, sa.func.count())
-        .where(Offer.campaign_id.in_(campaign_ids))
-        .group_by(Offer.campaign_id)
-    )
+    rows = session.connection().execute(_BUDGETS, {"campaigns": list(campaign_ids)})
     return {campaign_id: count for campaign_id, count in rows if campaign_id is not None}
 
 
 def _visit_starts(
     session: Session, ids: Sequence[str], since: datetime
 ) -> dict[tuple[str, str], list[datetime]]:
-    rows = session.execute(
-        sa.select(Visit.shopper_id, Visit.store_id, Visit.started_at).where(
-            Visit.shopper_id.in_(bulk.json_values(session, ids)), Visit.started_at >= since
-        )
-    )
+    rows = session.connection().execute(_VISIT_STARTS, {"shoppers": ids, "since": since})
     starts: dict[tuple[str, str], list[datetime]] = defaultdict(list)
     for shopper_id, store_id, started_at in rows:
         if shopper_id is not None:

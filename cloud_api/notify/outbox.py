@@ -27,7 +27,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud_api.auth.signing import SIGNATURE_HEADER, sign_body
-from cloud_api.store.models import Notification, NotificationDelivery
+from cloud_api.ingest.bulk import json_array
+from cloud_api.store.models import Base, Notification, NotificationDelivery
 from storelink.wire import OfferNotification, utc_now
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ BACKOFF_MAX_S = 600.0
 DRAIN_BATCH = 100
 NOTIFICATION_ID_HEADER = "X-Storelink-Notification-Id"
 MQTT_CHANNEL = "mqtt"
+DELIVERIES = Base.metadata.tables[NotificationDelivery.__tablename__]
 WEBHOOK_CHANNEL = "webhook"
 
 
@@ -111,18 +113,25 @@ def mark_sent(
         mark_sent_in(session, notification_ids, channel, at)
 
 
+# Run by the ingest's batches whenever they sent offers: built once (see campaign_store).
+_MARK_SENT = (
+    sa.update(DELIVERIES)
+    .where(
+        DELIVERIES.c.notification_id.in_(json_array("notifications")),
+        DELIVERIES.c.channel == sa.bindparam("on_channel"),
+        DELIVERIES.c.status == PENDING,
+    )
+    .values(status=SENT, sent_at=sa.bindparam("at"), attempts=DELIVERIES.c.attempts + 1)
+)
+
+
 def mark_sent_in(
     session: Session, notification_ids: Sequence[str], channel: str, at: datetime
 ) -> None:
     """``mark_sent`` in the caller's transaction (the ingest's next batch: no commit of its own)."""
-    session.execute(
-        sa.update(NotificationDelivery)
-        .where(
-            NotificationDelivery.notification_id.in_(sorted(notification_ids)),
-            NotificationDelivery.channel == channel,
-            NotificationDelivery.status == PENDING,
-        )
-        .values(status=SENT, sent_at=at, attempts=NotificationDelivery.attempts + 1)
+    session.connection().execute(
+        _MARK_SENT,
+        {"notifications": sorted(notification_ids), "on_channel": channel, "at": at},
     )
 
 
