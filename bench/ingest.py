@@ -18,6 +18,12 @@ subscription and committing to the one database:
   20,000 events/s) and a ``reference`` measured in the same run: the least any ingest must do
   with the same messages (validate them, insert them into the events table of a SQLite file,
   commit per batch; no MQTT, visits or offers), which tells how fast the machine is today.
+- ``ingest_in_process_us_per_event`` at batches of 20 and of 1,000, and
+  ``ingest_batch_overhead_us``: the worker's transaction alone (validate, resolve, apply,
+  commit; no MQTT), in this process, into a fresh SQLite file; what every batch costs whatever
+  its size, and what each event adds, derived from the two. Under light load batches are small
+  (what arrived while the previous one was stored), so the overhead, more than the per-event
+  cost, sets the latency.
 - ``ingest_latency_p50_ms`` / ``ingest_latency_p99_ms``: publish-to-commit latency at each
   steady ``rate`` (``--rates``; skipped above 90% of the capacity just measured). Each event
   carries the wall-clock time it was sent as its ``ts``; the worker's commit hook takes the
@@ -41,6 +47,7 @@ figures: run it on a quiet machine, and compare ``cpu_us_per_event``.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import multiprocessing
 import os
@@ -70,7 +77,12 @@ import sqlalchemy as sa
 
 from bench.load.lean_publisher import LeanPublisher, Packet
 from cloud_api.config import CloudSettings
-from cloud_api.ingest.consumer import CommittedBatch, PresenceConsumer, parse_message
+from cloud_api.ingest.consumer import (
+    GC_YOUNG_THRESHOLD,
+    CommittedBatch,
+    PresenceConsumer,
+    parse_message,
+)
 from cloud_api.ingest.directory import ShopperDirectory
 from cloud_api.ingest.presence_service import PresenceService
 from cloud_api.ingest.resolve import shopper_token_ref
@@ -97,6 +109,10 @@ TS_PLACEHOLDER = "2000-01-01T00:00:00Z"
 BROKER_CONFIG = "max_queued_messages 0\nmax_queued_bytes 0\n"
 PUBLISHER_IN_FLIGHT = 1000
 TIMEOUT_S = 300.0
+# The in-process batch costs: small batches as under light load, large ones as from a backlog.
+SMALL_BATCH = 20
+LARGE_BATCH = 1000
+BATCHES_PER_SIZE = {SMALL_BATCH: 300, LARGE_BATCH: 20}
 # Latency is measured for LATENCY_RUN_S of traffic at each rate below this share of capacity.
 LATENCY_RUN_S = 10.0
 LATENCY_LOAD_LIMIT = 0.9
@@ -484,6 +500,59 @@ def minimal_writer_us_per_event(stream: Stream, batch_size: int) -> float:
     return cpu / len(messages) * 1e6
 
 
+def in_process_us_per_event(count: int, batch_size: int) -> float:
+    """CPU per event of the worker's transaction alone, in this process: the same events,
+    validated, resolved and applied ``batch_size`` at a time, each batch committed, into a fresh
+    SQLite file with the bench's shoppers. No MQTT: what is left is the batch's own work."""
+    with tempfile.TemporaryDirectory(prefix="storelink-bench-") as tmp:
+        database_url = f"sqlite:///{tmp}/in-process.db"
+        refs = seed_shoppers(database_url, datetime.now(UTC))
+        stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        stream = event_stream(count, refs, SEED)
+        messages = [(topic, text.replace(TS_PLACEHOLDER, stamp).encode()) for topic, text in stream]
+        engine = make_engine(database_url)
+        sessions = make_sessionmaker(engine)
+        policy = offer_policy(CloudSettings())
+        service = PresenceService(sessions, ShopperDirectory(sessions), policy)
+        # As a worker runs: its consumer raises the collector's threshold (consumer.start).
+        thresholds = gc.get_threshold()
+        gc.set_threshold(max(thresholds[0], GC_YOUNG_THRESHOLD), *thresholds[1:])
+        cpu = time.process_time()
+        for start in range(0, len(messages), batch_size):
+            events = []
+            for topic, payload in messages[start : start + batch_size]:
+                event = parse_message(topic, payload)
+                assert isinstance(event, PresenceEvent)
+                events.append(event)
+            service.handle_batch(events, datetime.now(UTC))
+        cpu = time.process_time() - cpu
+        gc.set_threshold(*thresholds)
+        engine.dispose()
+    return cpu / len(messages) * 1e6
+
+
+def batch_costs() -> None:
+    """What a batch costs beside its events: the statements every batch runs, whatever its
+    size, and the commit. Under light load a batch is what arrived while the previous one was
+    stored, a few dozen events, so this overhead, not the per-event cost, sets the latency:
+    a worker storing R events/s goes round in about overhead / (1 - R x per-event cost)."""
+    small, large = SMALL_BATCH, LARGE_BATCH
+    costs = {
+        size: in_process_us_per_event(size * BATCHES_PER_SIZE[size], size)
+        for size in (small, large)
+    }
+    overhead = (costs[small] - costs[large]) / (1 / small - 1 / large)
+    for size, cost in costs.items():
+        emit("ingest_in_process_us_per_event", round(cost, 1), "us/event", batch_size=size)
+    emit(
+        "ingest_batch_overhead_us",
+        round(overhead),
+        "us/batch",
+        per_event_us=round(costs[large] - overhead / large, 1),
+        derived_from=f"the two ingest_in_process_us_per_event lines ({small} and {large})",
+    )
+
+
 def percentile(values: list[float], share: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[round(share * 1000) - 1]
 
@@ -642,6 +711,7 @@ def main() -> None:
     parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
     args = parser.parse_args()
     batching = Batching(args.batch_size, args.batch_wait)
+    batch_costs()
     if args.database in ("sqlite", "both"):
         with tempfile.TemporaryDirectory(prefix="storelink-bench-") as tmp:
             url = f"sqlite:///{tmp}/ingest.db"
