@@ -264,6 +264,39 @@ def test_a_visit_another_worker_stitched_is_read_again(database_url: str) -> Non
         engine.dispose()
 
 
+def test_a_visit_update_assigns_only_what_changed(tmp_path: Any) -> None:
+    """SQLite rewrites the index entries of every column an UPDATE assigns: a dwell assigns
+    none of the indexed ones, an exit only its end, a new zone only the path and no start."""
+    url = f"sqlite:///{tmp_path / 'updates.db'}"
+    upgrade_database(url)
+    engine = make_engine(url)
+    service = service_for(make_sessionmaker(engine), url)
+    assigned: list[set[str]] = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def record(_c: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("UPDATE visits SET "):
+            assignments = statement.removeprefix("UPDATE visits SET ").split(" WHERE ")[0]
+            assigned.append({part.split(" = ")[0] for part in assignments.split(", ")})
+
+    subject = SUBJECTS[0]
+    service.handle_batch([event(subject, PresenceKind.ENTER, 0)], NOW)
+    expected = []
+    for kind, seconds, zone, changed in [
+        (PresenceKind.DWELL, 60, "entrance", set()),
+        (PresenceKind.ENTER, 70, "floor", {"zones"}),
+        (PresenceKind.EXIT, 120, "entrance", set()),
+        (PresenceKind.EXIT, 130, "floor", {"ended_at"}),
+    ]:
+        service.handle_batch([event(subject, kind, seconds, zone)], NOW)
+        expected.append({"last_seen_at", "presence", "dwell_s", *changed})
+    assert assigned == expected
+    [(_, started_at, _, ended_at, zones, _, _)] = visits(make_sessionmaker(engine))
+    assert (started_at, ended_at) == (NOW, NOW + timedelta(seconds=130))
+    assert zones == ["entrance", "floor"]
+    engine.dispose()
+
+
 @pytest.mark.parametrize(
     "presence",
     [
