@@ -35,6 +35,14 @@ _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
 Converter = Callable[[Any], Any] | None
 
 
+@cache
+def _statement(sql: str) -> sa.TextClause:
+    """The statement of ``sql``, made once: a batch runs the same few, and making one and running
+    it through the ORM session cost more than PostgreSQL took to run it (see Batches in
+    docs/scaling.md); the callers run it on the session's connection."""
+    return sa.text(sql)
+
+
 def _is_postgresql(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
@@ -213,7 +221,7 @@ def insert(
             sql += f" ON CONFLICT ({skip_conflicts_on}) DO NOTHING"
         if returning is not None:
             sql += f" RETURNING {returning}"
-        result = session.execute(sa.text(sql), parameters)
+        result = session.connection().execute(_statement(sql), parameters)
         return list(result.scalars()) if returning is not None else []
     sql = f"INSERT INTO {table.name} ({columns}) VALUES ({', '.join('?' * len(names))})"  # noqa: S608
     if skip_conflicts_on is not None:
@@ -251,7 +259,7 @@ def update_by_id(session: Session, table: sa.Table, rows: Sequence[dict[str, Any
         assignments = ", ".join(f"{name} = u.{name}" for name in names[1:])
         source, parameters = _recordset(table, names, rows)
         sql = f"UPDATE {table.name} SET {assignments} FROM {source} WHERE {table.name}.id = u.id"  # noqa: S608
-        session.execute(sa.text(sql), parameters)
+        session.connection().execute(_statement(sql), parameters)
         return
     assignments = ", ".join(f"{name} = ?" for name in names[1:])
     sql = f"UPDATE {table.name} SET {assignments} WHERE id = ?"  # noqa: S608
@@ -274,8 +282,8 @@ def allocate_ids(session: Session, table: sa.Table, count: int) -> list[int]:
         return []
     if _is_postgresql(session):
         sequence = f"{table.name}_id_seq"
-        result = session.execute(
-            sa.text(f"SELECT nextval('{sequence}') FROM generate_series(1, :count)"),  # noqa: S608
+        result = session.connection().execute(
+            _statement(f"SELECT nextval('{sequence}') FROM generate_series(1, :count)"),  # noqa: S608
             {"count": count},
         )
         return list(result.scalars())

@@ -102,6 +102,12 @@ def begin_write(session: Session) -> None:
         session.connection().exec_driver_sql("BEGIN IMMEDIATE")
 
 
+# Taken by every ingest batch on PostgreSQL: built once, run on the connection.
+_ADVISORY_LOCKS = sa.text(
+    "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS BIGINT[])) AS k"
+)
+
+
 def lock_key(*parts: str) -> int:
     """A signed 64-bit key for PostgreSQL's advisory locks, the same in every process."""
     digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
@@ -118,10 +124,7 @@ def lock_keys(session: Session, keys: Iterable[int]) -> None:
     ordered = sorted(set(keys))
     if not ordered or is_sqlite(session):
         return
-    session.execute(
-        sa.text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS BIGINT[])) AS k"),
-        {"keys": ordered},
-    )
+    session.connection().execute(_ADVISORY_LOCKS, {"keys": ordered})
 
 
 def upsert(session: Session, model: type[Base] | sa.Table) -> sqlite.Insert | postgresql.Insert:
