@@ -3,10 +3,11 @@
 Events come in batches (the MQTT consumer commits up to a thousand at a time), and a batch is
 applied in one transaction with a handful of statements whatever its size: one INSERT for the
 events, one SELECT for the subjects' latest visits (on SQLite only for the subjects that
-``visit_cache`` does not know), one INSERT and two UPDATEs for the visits, and, only when a
-recognised shopper walked in, a few more for carts and offers. Inside the batch the events take
-effect one after the other, in order: each is stitched onto the visit as the previous events
-left it, and an offer made for one event counts for the campaigns' caps at the next.
+``visit_cache`` does not know), one INSERT and an UPDATE per kind of change for the visits,
+and, only when a recognised shopper walked in, a few more for carts and offers. Inside the
+batch the events take effect one after the other, in order: each is stitched onto the visit as
+the previous events left it, and an offer made for one event counts for the campaigns' caps at
+the next.
 
 A redelivered event (same ``event_id``, in the same batch or already stored, by this worker or
 another one at the same moment) changes nothing: ``INSERT ... ON CONFLICT DO NOTHING`` says
