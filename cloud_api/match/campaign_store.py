@@ -23,7 +23,7 @@ from cloud_api.match import decide
 from cloud_api.match.campaigns import CampaignSpec, TriggerKind
 from cloud_api.match.decide import CartFacts, CartLine, Moment, Outcome, PastDecision, ShopperFacts
 from cloud_api.match.offer_policy import OfferPolicy
-from cloud_api.notify.outbox import PENDING
+from cloud_api.notify.outbox import DELIVERIES, PENDING
 from cloud_api.offers.codes import new_offer_code
 from cloud_api.shoppers.loyalty_store import segments_of
 from cloud_api.store.db import lock_key, lock_keys
@@ -33,7 +33,6 @@ from cloud_api.store.models import (
     CampaignRow,
     Cart,
     Notification,
-    NotificationDelivery,
     Offer,
     Visit,
 )
@@ -46,7 +45,6 @@ DECISIONS = Base.metadata.tables[CampaignDecision.__tablename__]
 CARTS = Base.metadata.tables[Cart.__tablename__]
 OFFERS = Base.metadata.tables[Offer.__tablename__]
 NOTIFICATIONS = Base.metadata.tables[Notification.__tablename__]
-DELIVERIES = Base.metadata.tables[NotificationDelivery.__tablename__]
 VISITS = Base.metadata.tables[Visit.__tablename__]
 CAMPAIGNS = Base.metadata.tables[CampaignRow.__tablename__]
 
