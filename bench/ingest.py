@@ -445,13 +445,19 @@ def process_cpu_s(root_pids: list[int]) -> float:
     return total
 
 
+def stamped_now(stream: Stream) -> list[tuple[str, bytes]]:
+    """The messages of ``stream`` as a gateway would send them now (for the in-process figures:
+    the publisher stamps each at the moment it sends it)."""
+    stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return [(topic, text.replace(TS_PLACEHOLDER, stamp).encode()) for topic, text in stream]
+
+
 def minimal_writer_us_per_event(stream: Stream, batch_size: int) -> float:
     """The reference: CPU per event of the least any ingest must do with the same messages, in
     this process: validate each against the wire contract, INSERT it (events table only, its
     indexes, ``ON CONFLICT DO NOTHING``) with the driver's executemany, commit per batch, in a
     SQLite file in WAL mode with synchronous FULL. No MQTT, no visits, no offers."""
-    stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    messages = [(topic, text.replace(TS_PLACEHOLDER, stamp).encode()) for topic, text in stream]
+    messages = stamped_now(stream)
     columns = (
         *("event_id", "store_id", "gateway_id", "zone_id", "kind", "subject_type"),
         *("subject_ref", "ts", "dwell_s", "rssi", "distance_m", "received_at", "source"),
@@ -507,9 +513,7 @@ def in_process_us_per_event(count: int, batch_size: int) -> float:
     with tempfile.TemporaryDirectory(prefix="storelink-bench-") as tmp:
         database_url = f"sqlite:///{tmp}/in-process.db"
         refs = seed_shoppers(database_url, datetime.now(UTC))
-        stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        stream = event_stream(count, refs, SEED)
-        messages = [(topic, text.replace(TS_PLACEHOLDER, stamp).encode()) for topic, text in stream]
+        messages = stamped_now(event_stream(count, refs, SEED))
         engine = make_engine(database_url)
         sessions = make_sessionmaker(engine)
         policy = offer_policy(CloudSettings())
