@@ -206,3 +206,51 @@ def test_bulk_writes_store_exactly_what_the_orm_stores(database_url: str) -> Non
         )
     assert (sorted(first), second) == (["A", "B"], ["C"])
     engine.dispose()
+
+
+def test_in_json_array_matches_exactly_the_listed_values(database_url: str) -> None:
+    """The lookups' one-parameter IN (``IN json_each`` on SQLite, ``= ANY(ARRAY(...))`` on
+    PostgreSQL) finds the listed rows, by text and by integer key, and none for an empty list."""
+    upgrade_database(database_url)
+    engine = make_engine(database_url)
+    sessions = make_sessionmaker(engine)
+    visits = Visit.__table__
+    now = datetime.now(UTC)
+    refs = ["anon-1", 'o\'brien "x"', "anon-3", "anon-4"]
+    with sessions.begin() as session:
+        session.add_all(
+            Visit(
+                id=n,
+                store_id="store-1",
+                subject_type="anonymous",
+                subject_ref=ref,
+                shopper_id=None,
+                started_at=now,
+                last_seen_at=now,
+                ended_at=None,
+                zones=[],
+                presence={},
+                dwell_s=0.0,
+            )
+            for n, ref in enumerate(refs, start=10)
+        )
+    by_ref = sa.select(visits.c.id).where(bulk.in_json_array(visits.c.subject_ref, "keys"))
+    by_id = sa.select(visits.c.subject_ref).where(
+        bulk.in_json_array(visits.c.id, "ids", sa.BigInteger())
+    )
+    with sessions() as session:
+        connection = session.connection()
+
+        def ids(keys: list[str]) -> list[int]:
+            return sorted(connection.execute(by_ref, {"keys": keys}).scalars())
+
+        assert ids(['o\'brien "x"', "anon-4", "nobody"]) == [11, 13]
+        assert ids([]) == []
+        found = connection.execute(by_id, {"ids": [10, 12, 99]}).scalars()
+        assert sorted(found) == ["anon-1", "anon-3"]
+        if engine.dialect.name == "sqlite":
+            # A predicate, not compared with 1: SQLite looks `x IN (...) = 1` up row by row.
+            sql = str(by_ref.compile(engine))
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", ("[]",)).all()
+            assert any(step[3].startswith("SEARCH visits USING") for step in plan), plan
+    engine.dispose()
