@@ -184,48 +184,14 @@ def _pg_json_elements(element: _JsonArrayElements, compiler: Any, **kw: Any) -> 
     return f"json_array_elements_text({compiler.process(element.clauses, **kw)})"
 
 
-def _json_array(name: str, type_: sa.types.TypeEngine[Any] | None) -> sa.Select[Any]:
+def json_array(name: str, type_: sa.types.TypeEngine[Any] | None = None) -> sa.Select[Any]:
+    """A one-column subquery of the values in the list bound to parameter ``name``, sent as one
+    JSON document: ``column.in_(json_array("ids"))`` is one statement however many values
+    there are, built and compiled once. An IN list, a parameter per value, is expanded anew
+    for every batch, which cost SQLAlchemy more than the query cost the database. ``type_``:
+    the column's, when not text (PostgreSQL reads text)."""
     value = _JsonArrayElements(sa.bindparam(name, type_=sa.JSON)).table_valued("value").c.value
     return sa.select(value if type_ is None else sa.cast(value, type_))
-
-
-class _InJsonArray(FunctionElement[bool]):
-    """``column`` is one of the values of a JSON array: see ``in_json_array``."""
-
-    name = "in_json_array"
-    type = sa.Boolean()
-    # A predicate already: not to be compared with 1 where a database has no boolean type.
-    _is_implicitly_boolean = True
-    inherit_cache = True
-
-
-@compiles(_InJsonArray)
-def _in_json_array(element: _InJsonArray, compiler: Any, **kw: Any) -> str:
-    column, values = element.clauses
-    return f"{compiler.process(column, **kw)} IN {compiler.process(values, **kw)}"
-
-
-@compiles(_InJsonArray, "postgresql")
-def _pg_in_json_array(element: _InJsonArray, compiler: Any, **kw: Any) -> str:
-    column, values = element.clauses
-    return f"{compiler.process(column, **kw)} = ANY(ARRAY{compiler.process(values, **kw)})"
-
-
-def in_json_array(
-    column: sa.ColumnElement[Any], name: str, type_: sa.types.TypeEngine[Any] | None = None
-) -> sa.ColumnElement[bool]:
-    """``column`` is one of the values in the list bound to parameter ``name``, sent as one JSON
-    document: one statement however many values there are, built and compiled once. An IN list,
-    a parameter per value, is expanded anew for every batch, which cost SQLAlchemy more than the
-    query cost the database. ``type_``: the column's, when not text (PostgreSQL reads text).
-
-    On PostgreSQL the values are an array, ``column = ANY(ARRAY(SELECT ...))``, not an IN
-    subquery: the planner estimates a set-returning function at 100 rows, and joined it to the
-    visits by scanning all of them until there were about 20,000 (1.8 ms instead of 0.25 for
-    twenty keys at 7,500 visits). An array it looks up in the index once the table has a few
-    thousand rows.
-    """
-    return _InJsonArray(column, _json_array(name, type_).scalar_subquery())
 
 
 def insert(

@@ -333,9 +333,9 @@ _RECENT = sa.or_(VISITS.c.ended_at.is_(None), VISITS.c.ended_at >= sa.bindparam(
 # By ref or by shopper alone, which the indexes lead with and which are nearly unique; the rest
 # of the key is checked here (a planner offered store or shopper_id IS NULL as well may prefer
 # an index that reads far more rows).
-_LATEST_BY_REF = sa.select(VISITS).where(bulk.in_json_array(VISITS.c.subject_ref, "keys"), _RECENT)
+_LATEST_BY_REF = sa.select(VISITS).where(VISITS.c.subject_ref.in_(bulk.json_array("keys")), _RECENT)
 _LATEST_BY_SHOPPER = sa.select(VISITS).where(
-    bulk.in_json_array(VISITS.c.shopper_id, "keys"), _RECENT
+    VISITS.c.shopper_id.in_(bulk.json_array("keys")), _RECENT
 )
 
 

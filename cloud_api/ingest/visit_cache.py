@@ -48,7 +48,7 @@ VISITS = Base.metadata.tables[Visit.__tablename__]
 _XID = sa.text("SELECT txid_current() % 4294967296")
 # The row versions of cached visits, checked before each batch on PostgreSQL (built once).
 _VERSIONS = sa.select(VISITS.c.id, sa.literal_column("xmin::text")).where(
-    bulk.in_json_array(VISITS.c.id, "ids", sa.BigInteger())
+    VISITS.c.id.in_(bulk.json_array("ids", sa.BigInteger()))
 )
 
 

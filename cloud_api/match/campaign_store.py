@@ -60,24 +60,24 @@ _CARTS = sa.select(
     CARTS.c.currency,
     CARTS.c.status,
     CARTS.c.updated_at,
-).where(bulk.in_json_array(CARTS.c.shopper_id, "shoppers"))
+).where(CARTS.c.shopper_id.in_(bulk.json_array("shoppers")))
 _PAST = sa.select(
     DECISIONS.c.shopper_id,
     DECISIONS.c.campaign_id,
     DECISIONS.c.decided_at,
     DECISIONS.c.cart_id,
 ).where(
-    bulk.in_json_array(DECISIONS.c.shopper_id, "shoppers"),
+    DECISIONS.c.shopper_id.in_(bulk.json_array("shoppers")),
     DECISIONS.c.decided_at > sa.bindparam("since"),
     DECISIONS.c.outcome.in_((Outcome.OFFERED.value, Outcome.HELD_OUT.value)),
 )
 _BUDGETS = (
     sa.select(OFFERS.c.campaign_id, sa.func.count())
-    .where(bulk.in_json_array(OFFERS.c.campaign_id, "campaigns"))
+    .where(OFFERS.c.campaign_id.in_(bulk.json_array("campaigns")))
     .group_by(OFFERS.c.campaign_id)
 )
 _VISIT_STARTS = sa.select(VISITS.c.shopper_id, VISITS.c.store_id, VISITS.c.started_at).where(
-    bulk.in_json_array(VISITS.c.shopper_id, "shoppers"),
+    VISITS.c.shopper_id.in_(bulk.json_array("shoppers")),
     VISITS.c.started_at >= sa.bindparam("since"),
 )
 _INSERT_OFFERS = sa.insert(OFFERS)

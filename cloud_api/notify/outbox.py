@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud_api.auth.signing import SIGNATURE_HEADER, sign_body
-from cloud_api.ingest.bulk import in_json_array
+from cloud_api.ingest.bulk import json_array
 from cloud_api.store.models import Base, Notification, NotificationDelivery
 from storelink.wire import OfferNotification, utc_now
 
@@ -117,7 +117,7 @@ def mark_sent(
 _MARK_SENT = (
     sa.update(DELIVERIES)
     .where(
-        in_json_array(DELIVERIES.c.notification_id, "notifications"),
+        DELIVERIES.c.notification_id.in_(json_array("notifications")),
         DELIVERIES.c.channel == sa.bindparam("on_channel"),
         DELIVERIES.c.status == PENDING,
     )
