@@ -37,13 +37,12 @@ from sqlalchemy.orm import Session
 from cloud_api.ingest import bulk
 from cloud_api.ingest.visits import VisitState
 from cloud_api.store.db import is_sqlite
-from cloud_api.store.models import Base, Visit
+from cloud_api.store.models import VISITS
 
 # store, "shopper" or the subject type, shopper id or subject ref
 VisitKey = tuple[str, str, str]
 # Past this, the ended visits are dropped (an open one is the likeliest to get the next event).
 MAX_ENTRIES = 50_000
-VISITS = Base.metadata.tables[Visit.__tablename__]
 # xmin is a 32-bit transaction id; txid_current() counts the wraparounds above it.
 _XID = sa.text("SELECT txid_current() % 4294967296")
 # The row versions of cached visits, checked before each batch on PostgreSQL (built once).

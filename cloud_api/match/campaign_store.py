@@ -28,13 +28,13 @@ from cloud_api.offers.codes import new_offer_code
 from cloud_api.shoppers.loyalty_store import segments_of
 from cloud_api.store.db import lock_key, lock_keys
 from cloud_api.store.models import (
+    VISITS,
     Base,
     CampaignDecision,
     CampaignRow,
     Cart,
     Notification,
     Offer,
-    Visit,
 )
 from storelink.wire import OfferItem, OfferNotification, PresenceEvent, notification_topic
 
@@ -45,7 +45,6 @@ DECISIONS = Base.metadata.tables[CampaignDecision.__tablename__]
 CARTS = Base.metadata.tables[Cart.__tablename__]
 OFFERS = Base.metadata.tables[Offer.__tablename__]
 NOTIFICATIONS = Base.metadata.tables[Notification.__tablename__]
-VISITS = Base.metadata.tables[Visit.__tablename__]
 CAMPAIGNS = Base.metadata.tables[CampaignRow.__tablename__]
 
 # Every statement of a batch's decisions is built once, here, and run on the batch's connection

@@ -43,8 +43,8 @@ BACKOFF_MAX_S = 600.0
 DRAIN_BATCH = 100
 NOTIFICATION_ID_HEADER = "X-Storelink-Notification-Id"
 MQTT_CHANNEL = "mqtt"
-DELIVERIES = Base.metadata.tables[NotificationDelivery.__tablename__]
 WEBHOOK_CHANNEL = "webhook"
+DELIVERIES = Base.metadata.tables[NotificationDelivery.__tablename__]
 
 
 class DeliveryError(Exception):

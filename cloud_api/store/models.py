@@ -158,6 +158,10 @@ class Visit(Base):
     dwell_s: Mapped[float]
 
 
+# The visits as a Core table: the ingest's and the campaigns' statements on it are built once.
+VISITS: sa.Table = Base.metadata.tables[Visit.__tablename__]
+
+
 class Offer(Base):
     __tablename__ = "offers"
 

@@ -3,9 +3,9 @@
 The ingest's lookups take their keys as one JSON array (``ingest.bulk.json_array``). The
 planner estimates ``json_array_elements_text`` at 100 rows whatever the array holds, and joined
 that to the visits by scanning all of them until the table had about 20,000. This function
-returns the same rows with an estimate of 10, so a lookup is a handful of index searches at any
-table size. Its ``SET search_path`` keeps PostgreSQL from inlining it, which would lose the
-estimate. SQLite has nothing to change.
+returns the same rows with an estimate of 10, so a lookup is a handful of index searches once
+the table holds a few thousand rows. Its ``SET search_path`` keeps PostgreSQL from inlining it,
+which would lose the estimate. SQLite has nothing to change.
 
 Revision ID: 0009
 Revises: 0008
