@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
+import threading
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -12,7 +15,12 @@ import sqlalchemy as sa
 
 from cloud_api.ingest import bulk
 from cloud_api.store.checkpoint import WalCheckpointer
-from cloud_api.store.db import begin_write, make_engine, make_sessionmaker
+from cloud_api.store.db import (
+    SQLITE_WRITE_TURN_SUFFIX,
+    begin_write,
+    make_engine,
+    make_sessionmaker,
+)
 from cloud_api.store.migrate import upgrade_database
 from cloud_api.store.models import Base, Cart, Shopper, Visit
 
@@ -77,6 +85,65 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
     )
     with pytest.raises(sa.exc.IntegrityError), sessions.begin() as session:
         session.add(cart)
+    engine.dispose()
+
+
+def write_turn_is_taken(database: Path) -> bool:
+    """Whether a SQLite writer holds its turn (``begin_write``), asked without waiting."""
+    turn = os.open(f"{database}{SQLITE_WRITE_TURN_SUFFIX}", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(turn, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(turn)
+    return False
+
+
+def test_sqlite_writers_queue_for_their_turn_until_the_transaction_ends(tmp_path: Path) -> None:
+    database = tmp_path / "turns.db"
+    engine = make_engine(f"sqlite:///{database}")
+    sessions = make_sessionmaker(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE writes (writer TEXT)")
+    insert = sa.text("INSERT INTO writes (writer) VALUES (:writer)")
+    second_done = threading.Event()
+
+    def second_writer() -> None:
+        with sessions.begin() as session:
+            begin_write(session)
+            session.execute(insert, {"writer": "second"})
+        second_done.set()
+
+    with sessions.begin() as session:
+        begin_write(session)
+        session.execute(insert, {"writer": "first"})
+        assert write_turn_is_taken(database)
+        waiting = threading.Thread(target=second_writer)
+        waiting.start()
+        # The second writer waits for the turn, not on SQLite's lock (which it would poll).
+        assert not second_done.wait(0.3)
+    waiting.join(5)
+    assert second_done.is_set()
+    assert not write_turn_is_taken(database)
+    with engine.connect() as connection:
+        writers = connection.exec_driver_sql("SELECT writer FROM writes ORDER BY rowid")
+        assert [row[0] for row in writers] == ["first", "second"]
+
+    # A transaction that rolls back, or a session closed mid-transaction, gives the turn back.
+    with pytest.raises(RuntimeError, match="bug"), sessions.begin() as session:
+        begin_write(session)
+        session.execute(insert, {"writer": "rolled back"})
+        raise RuntimeError("bug")
+    assert not write_turn_is_taken(database)
+    session = sessions()
+    begin_write(session)
+    session.execute(insert, {"writer": "closed"})
+    assert write_turn_is_taken(database)
+    session.close()
+    assert not write_turn_is_taken(database)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM writes").scalar() == 2
     engine.dispose()
 
 

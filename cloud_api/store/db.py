@@ -5,7 +5,9 @@ The schema is Alembic's (``cloud_api.store.migrate``): the app upgrades the data
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -13,7 +15,7 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from cloud_api.store.models import Base
@@ -24,6 +26,9 @@ SQLITE_BUSY_TIMEOUT_S = 30.0
 # 1,000, about one ingest batch). The ingest's own checkpointer keeps the log far shorter;
 # this is the safety net for when it is not running (see store/checkpoint.py).
 SQLITE_WAL_AUTOCHECKPOINT_PAGES = 10_000
+# Beside the database file, as SQLite's own -wal and -shm: writers queue on it (begin_write).
+SQLITE_WRITE_TURN_SUFFIX = "-write-turn"
+_WRITE_TURN = "storelink_sqlite_write_turn"
 
 
 def normalised_url(database_url: str) -> URL:
@@ -97,9 +102,38 @@ def begin_write(session: Session) -> None:
     On SQLite a transaction that reads and then writes fails at once ("database is locked",
     without waiting) when another connection committed in between; taking the write lock up
     front makes it wait its turn instead. PostgreSQL needs nothing: see ``lock_keys``.
+
+    SQLite's own wait is a poll: a writer that finds the file locked sleeps 1, 2, 5, 10 ... up
+    to 100 ms between tries, and the writer that has just committed mostly takes the lock again
+    before the sleeper wakes. Two ingest workers on one file took turns that way with a p99 of
+    0.8 s at 5,000 events/s. So writers first queue on an exclusive ``flock`` of a file beside
+    the database (``SQLITE_WRITE_TURN_SUFFIX``), which the kernel hands to a waiter the moment
+    the holder's transaction ends, and which a process that dies lets go of by itself.
     """
     if is_sqlite(session):
+        _wait_for_write_turn(session)
         session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _wait_for_write_turn(session: Session) -> None:
+    database = session.connection().engine.url.database
+    assert database is not None  # normalised_url refuses a SQLite URL without a file
+    # Its own open file, not one per process: threads of one process queue like processes.
+    turn = os.open(f"{database}{SQLITE_WRITE_TURN_SUFFIX}", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(turn, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(turn)
+        raise
+    session.info[_WRITE_TURN] = turn
+
+
+@sa.event.listens_for(Session, "after_transaction_end")
+def _end_write_turn(session: Session, transaction: SessionTransaction) -> None:
+    """Closing the file releases its lock: at the end of the outermost transaction, whether it
+    committed or rolled back."""
+    if transaction.parent is None and _WRITE_TURN in session.info:
+        os.close(session.info.pop(_WRITE_TURN))
 
 
 # Taken by every ingest batch on PostgreSQL: built once, run on the connection.
