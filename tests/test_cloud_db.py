@@ -144,6 +144,23 @@ def test_sqlite_writers_queue_for_their_turn_until_the_transaction_ends(tmp_path
     assert not write_turn_is_taken(database)
     with engine.connect() as connection:
         assert connection.exec_driver_sql("SELECT count(*) FROM writes").scalar() == 2
+
+    # Asking twice in one transaction is a bug that fails at once, not a wait for itself.
+    session = sessions()
+    begin_write(session)
+    refused: list[str] = []
+
+    def again() -> None:
+        with pytest.raises(sa.exc.OperationalError, match="within a transaction") as error:
+            begin_write(session)
+        refused.append(str(error.value))
+
+    asking = threading.Thread(target=again, daemon=True)
+    asking.start()
+    asking.join(5)
+    assert len(refused) == 1
+    session.close()
+    assert not write_turn_is_taken(database)
     engine.dispose()
 
 

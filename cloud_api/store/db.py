@@ -106,7 +106,7 @@ def begin_write(session: Session) -> None:
     SQLite's own wait is a poll: a writer that finds the file locked sleeps 1, 2, 5, 10 ... up
     to 100 ms between tries, and the writer that has just committed mostly takes the lock again
     before the sleeper wakes. Two ingest workers on one file took turns that way with a p99 of
-    0.8 s at 5,000 events/s. So writers first queue on an exclusive ``flock`` of a file beside
+    0.7-1.2 s at 5,000 events/s. So writers first queue on an exclusive ``flock`` of a file beside
     the database (``SQLITE_WRITE_TURN_SUFFIX``), which the kernel hands to a waiter the moment
     the holder's transaction ends, and which a process that dies lets go of by itself.
     """
@@ -116,6 +116,8 @@ def begin_write(session: Session) -> None:
 
 
 def _wait_for_write_turn(session: Session) -> None:
+    if _WRITE_TURN in session.info:
+        return  # this transaction has it already; a second wait would be for itself
     database = session.connection().engine.url.database
     assert database is not None  # normalised_url refuses a SQLite URL without a file
     # Its own open file, not one per process: threads of one process queue like processes.
