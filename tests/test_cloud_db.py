@@ -145,6 +145,20 @@ def test_sqlite_writers_queue_for_their_turn_until_the_transaction_ends(tmp_path
     with engine.connect() as connection:
         assert connection.exec_driver_sql("SELECT count(*) FROM writes").scalar() == 2
 
+    # A child forked mid-transaction shares the open lock file; the turn ends with the
+    # transaction all the same, not when the child exits.
+    with sessions.begin() as session:
+        begin_write(session)
+        child = os.fork()
+        if child == 0:
+            time.sleep(3)
+            os._exit(0)
+    try:
+        assert not write_turn_is_taken(database)
+    finally:
+        os.kill(child, 9)
+        os.waitpid(child, 0)
+
     # Asking twice in one transaction is a bug that fails at once, not a wait for itself.
     session = sessions()
     begin_write(session)

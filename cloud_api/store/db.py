@@ -132,10 +132,15 @@ def _wait_for_write_turn(session: Session) -> None:
 
 @sa.event.listens_for(Session, "after_transaction_end")
 def _end_write_turn(session: Session, transaction: SessionTransaction) -> None:
-    """Closing the file releases its lock: at the end of the outermost transaction, whether it
-    committed or rolled back."""
+    """At the end of the outermost transaction, whether it committed or rolled back."""
     if transaction.parent is None and _WRITE_TURN in session.info:
-        os.close(session.info.pop(_WRITE_TURN))
+        turn = session.info.pop(_WRITE_TURN)
+        # Unlocked explicitly: a child forked meanwhile shares the open file, and closing only
+        # this process's descriptor would leave the turn taken until the child closed it too.
+        try:
+            fcntl.flock(turn, fcntl.LOCK_UN)
+        finally:
+            os.close(turn)
 
 
 # Taken by every ingest batch on PostgreSQL: built once, run on the connection.
