@@ -111,14 +111,14 @@ def begin_write(session: Session) -> None:
     the holder's transaction ends, and which a process that dies lets go of by itself.
     """
     if is_sqlite(session):
-        _wait_for_write_turn(session)
-        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+        connection = session.connection()
+        _wait_for_write_turn(session, connection.engine.url.database)
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _wait_for_write_turn(session: Session) -> None:
+def _wait_for_write_turn(session: Session, database: str | None) -> None:
     if _WRITE_TURN in session.info:
         return  # this transaction has it already; a second wait would be for itself
-    database = session.connection().engine.url.database
     assert database is not None  # normalised_url refuses a SQLite URL without a file
     # Its own open file, not one per process: threads of one process queue like processes.
     turn = os.open(f"{database}{SQLITE_WRITE_TURN_SUFFIX}", os.O_RDWR | os.O_CREAT, 0o600)
