@@ -307,11 +307,18 @@ class PresenceConsumer:
     def start(self) -> None:
         """Connect in the background: a broker that is down now is retried until it is up.
 
-        Raises the process's garbage collection threshold to ``GC_YOUNG_THRESHOLD`` (never
-        lowers it): the consumer is what the process spends its time on.
+        Tunes the process's garbage collector for the consumer, which is what the process
+        spends its time on: raises the young generation's threshold to ``GC_YOUNG_THRESHOLD``
+        (never lowers it), and freezes what the process holds by now (modules, models,
+        compiled statements) until ``stop``, so that a full collection no longer walks it: one
+        took 60-75 ms, a pause in the middle of a batch, and 15-20 ms without what was there at
+        the start. Frozen objects are still freed when nothing refers to them; only a
+        reference cycle among them waits for ``stop`` to be collected.
         """
         young, *older = gc.get_threshold()
         gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), *older)
+        gc.collect()
+        gc.freeze()
         if self._checkpointer is not None:
             self._checkpointer.start()
         self._worker = threading.Thread(
@@ -369,6 +376,7 @@ class PresenceConsumer:
         self._client.loop_stop()
         if self._checkpointer is not None:
             self._checkpointer.stop()
+        gc.unfreeze()
 
     def _leave_group(self, timeout_s: float) -> None:
         done = threading.Event()

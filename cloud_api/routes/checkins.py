@@ -20,6 +20,7 @@ from cloud_api.ingest.resolve import ConsentingShopper
 from cloud_api.match.offer_policy import offer_policy
 from cloud_api.shoppers.shopper_schemas import CheckinAccepted, CheckinIn
 from cloud_api.store.db import begin_write
+from cloud_api.store.models import APP_CHECKIN_SOURCE
 from storelink.wire import PresenceKind, canonical_beacon_id, utc_now
 
 router = APIRouter(prefix="/presence", tags=["presence"])
@@ -71,7 +72,9 @@ def check_in(
                 shopper.consent_personal_offers,
                 shopper.consent_footfall_analytics,
             )
-        outcome = service.apply(session, [Resolved.of(event, consenting, "app")], utc_now())[0]
+        outcome = service.apply(
+            session, [Resolved.of(event, consenting, APP_CHECKIN_SOURCE)], utc_now()
+        )[0]
     return CheckinAccepted(
         event_id=event.event_id,
         store_id=place[0],

@@ -53,6 +53,7 @@ from cloud_api.store.models import (
     Visit,
     Zone,
 )
+from storelink.wire import PresenceKind
 
 router = APIRouter(prefix="/stats", tags=["stats"])
 
@@ -394,18 +395,24 @@ def dwell(period: PeriodDep, session: SessionDep, answer: AnswerDep) -> DwellOut
     return answer(body, buckets, period.filename("dwell"))
 
 
+def zone_stays(session: Session, store_id: str, since: datetime, until: datetime) -> list[ZoneStay]:
+    """The stays in the store's zones that ended in [since, until): its exit events."""
+    events = session.execute(
+        sa.select(PresenceEventRow.zone_id, PresenceEventRow.ts, PresenceEventRow.dwell_s).where(
+            PresenceEventRow.store_id == store_id,
+            # Written into the SQL: the exits' own index (models.partial_index).
+            PresenceEventRow.kind == sa.literal(PresenceKind.EXIT.value, literal_execute=True),
+            PresenceEventRow.ts >= since,
+            PresenceEventRow.ts < until,
+        )
+    )
+    return [ZoneStay(zone_id=z, ended_at=ts, dwell_s=d) for z, ts, d in events]
+
+
 @router.get("/zones", response_model=ZonesOut, responses=CSV_RESPONSE)
 def zones(period: PeriodDep, session: SessionDep, answer: AnswerDep) -> ZonesOut | Response:
     """The zone heatmap: stays and time spent per zone and local hour over the period."""
-    events = session.execute(
-        sa.select(PresenceEventRow.zone_id, PresenceEventRow.ts, PresenceEventRow.dwell_s).where(
-            PresenceEventRow.store_id == period.store_id,
-            PresenceEventRow.kind == "exit",
-            PresenceEventRow.ts >= period.since,
-            PresenceEventRow.ts < period.until,
-        )
-    )
-    stays = [ZoneStay(zone_id=z, ended_at=ts, dwell_s=d) for z, ts, d in events]
+    stays = zone_stays(session, period.store_id, period.since, period.until)
     cells = footfall.zone_heatmap(stays, period.local.zone, period.rules)
     rows = [
         ZoneHourOut(zone_id=c.zone_id, hour=c.hour, stays=c.stays, dwell_s=c.dwell_s) for c in cells
