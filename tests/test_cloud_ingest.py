@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import subprocess
@@ -19,7 +20,7 @@ from fastapi.testclient import TestClient
 from cloud_api.app import create_app
 from cloud_api.config import CloudSettings
 from cloud_api.deps import CloudContext
-from cloud_api.ingest.consumer import PresenceConsumer
+from cloud_api.ingest.consumer import GC_YOUNG_THRESHOLD, PresenceConsumer
 from cloud_api.ingest.resolve import shopper_token_ref
 from cloud_api.store.models import Base
 from storelink.broker import free_port, wait_for_port
@@ -208,6 +209,22 @@ def test_malformed_messages_are_dead_lettered_and_the_consumer_goes_on(
     wait_for(lambda: cloud.summary()["presence_events"] == 1)
     assert cloud.summary()["visits"] == 1
     assert cloud.consumer.counters.invalid_payloads == 3
+
+
+def test_the_consumer_keeps_the_startup_heap_out_of_collections_until_it_stops(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    assert gc.get_freeze_count() == 0
+    app = create_app(settings_for(mosquitto.url, tmp_path))
+    with TestClient(app, headers=ADMIN_HEADERS) as client:
+        cloud = Cloud(app, client)
+        assert cloud.consumer.wait_until_subscribed(10), "the consumer never subscribed"
+        # The modules, models and the app: tens of thousands of objects.
+        assert gc.get_freeze_count() > 10_000
+        assert gc.get_threshold()[0] >= GC_YOUNG_THRESHOLD
+        send(mosquitto.url, enter(ANONYMOUS))
+        wait_for(lambda: cloud.consumer.counters.presence_events == 1)
+    assert gc.get_freeze_count() == 0
 
 
 def test_a_redelivered_event_is_stored_once(cloud: Cloud, mosquitto: Mosquitto) -> None:
