@@ -174,4 +174,4 @@ def test_an_app_exit_finds_its_enter_by_the_checkins_index(engine: sa.Engine) ->
 def test_visits_by_shopper_read_the_tracked_shoppers_index(
     engine: sa.Engine, lookup: Callable[[Session], object]
 ) -> None:
-    assert "ix_visits_shopper" in plan_of(engine, "visits", lookup)
+    assert "ix_visits_tracked_shopper" in plan_of(engine, "visits", lookup)

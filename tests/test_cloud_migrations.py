@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from fastapi.testclient import TestClient
@@ -21,6 +22,7 @@ from cloud_api.config import CloudSettings
 from cloud_api.store.db import make_engine
 from cloud_api.store.migrate import (
     UnversionedDatabaseError,
+    alembic_config,
     current_revision,
     head_revision,
     migration_engine,
@@ -102,6 +104,59 @@ def test_upgrading_twice_changes_nothing(database_url: str) -> None:
     assert isinstance(tables, dict)
     assert tables["shoppers"][2] == 1
     assert tables["alembic_version"][2] == 1
+
+
+def index_names(database_url: str) -> set[str]:
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            inspector = sa.inspect(connection)
+            return {
+                str(index["name"])
+                for table in ("presence_events", "visits")
+                for index in inspector.get_indexes(table)
+            }
+    finally:
+        engine.dispose()
+
+
+def test_partial_indexes_built_beforehand_are_kept_and_the_old_ones_come_back_on_downgrade(
+    database_url: str,
+) -> None:
+    """Migration 0010 on a large database: a DBA may build its indexes first, without locking
+    the table (docs/scaling.md, Known limits); the migration then only drops the old ones."""
+    upgrade_database(database_url, "0009")
+    engine = make_engine(database_url)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        concurrently = " CONCURRENTLY" if connection.dialect.name == "postgresql" else ""
+        connection.exec_driver_sql(
+            f"CREATE INDEX{concurrently} ix_presence_events_store_exits "
+            "ON presence_events (store_id, ts) WHERE kind = 'exit'"
+        )
+    engine.dispose()
+
+    assert upgrade_database(database_url) == head_revision()
+    assert schema_diff(database_url) == []
+    new = {
+        "ix_presence_events_store_exits",
+        "ix_presence_events_checkins",
+        "ix_presence_events_tracked_shopper",
+        "ix_visits_tracked_shopper",
+    }
+    old = {"ix_presence_events_store_ts", "ix_presence_events_shopper_id", "ix_visits_shopper"}
+    assert new <= index_names(database_url)
+    assert not old & index_names(database_url)
+
+    engine = migration_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config(database_url)
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0009")
+    finally:
+        engine.dispose()
+    assert old <= index_names(database_url)
+    assert not new & index_names(database_url)
 
 
 def test_workers_starting_together_migrate_once(database_url: str) -> None:

@@ -141,7 +141,7 @@ class PresenceEventRow(Base):
             where=f"source = '{APP_CHECKIN_SOURCE}'",
         ),
         partial_index(
-            "ix_presence_events_shopper_id", "shopper_id", where="shopper_id IS NOT NULL"
+            "ix_presence_events_tracked_shopper", "shopper_id", where="shopper_id IS NOT NULL"
         ),
     )
 
@@ -173,7 +173,7 @@ class Visit(Base):
         sa.Index("ix_visits_subject", "subject_ref", "store_id", "subject_type", "ended_at"),
         # Most visits are anonymous: only the tracked shoppers' are indexed.
         partial_index(
-            "ix_visits_shopper",
+            "ix_visits_tracked_shopper",
             "shopper_id",
             "store_id",
             "ended_at",

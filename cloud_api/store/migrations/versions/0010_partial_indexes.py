@@ -24,40 +24,49 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _partial(name: str, table: str, columns: list[str], where: str) -> None:
-    condition = sa.text(where)
-    op.create_index(name, table, columns, sqlite_where=condition, postgresql_where=condition)
-
-
-def upgrade() -> None:
-    op.drop_index("ix_presence_events_store_ts", table_name="presence_events")
-    op.drop_index("ix_presence_events_shopper_id", table_name="presence_events")
-    op.drop_index("ix_visits_shopper", table_name="visits")
-    _partial(
-        "ix_presence_events_store_exits", "presence_events", ["store_id", "ts"], "kind = 'exit'"
-    )
-    _partial(
-        "ix_presence_events_checkins", "presence_events", ["subject_ref", "ts"], "source = 'app'"
-    )
-    _partial(
-        "ix_presence_events_shopper_id",
+# (name, table, columns, condition). New names, so that a DBA can build them beforehand
+# (CREATE INDEX CONCURRENTLY, on a large PostgreSQL database) while the old ones still serve.
+_PARTIAL = (
+    ("ix_presence_events_store_exits", "presence_events", ["store_id", "ts"], "kind = 'exit'"),
+    ("ix_presence_events_checkins", "presence_events", ["subject_ref", "ts"], "source = 'app'"),
+    (
+        "ix_presence_events_tracked_shopper",
         "presence_events",
         ["shopper_id"],
         "shopper_id IS NOT NULL",
-    )
-    _partial(
-        "ix_visits_shopper",
+    ),
+    (
+        "ix_visits_tracked_shopper",
         "visits",
         ["shopper_id", "store_id", "ended_at"],
         "shopper_id IS NOT NULL",
-    )
+    ),
+)
+# (name, table, columns): what they replace.
+_REPLACED = (
+    ("ix_presence_events_store_ts", "presence_events", ["store_id", "ts"]),
+    ("ix_presence_events_shopper_id", "presence_events", ["shopper_id"]),
+    ("ix_visits_shopper", "visits", ["shopper_id", "store_id", "ended_at"]),
+)
+
+
+def upgrade() -> None:
+    for name, table, columns, where in _PARTIAL:
+        condition = sa.text(where)
+        op.create_index(
+            name,
+            table,
+            columns,
+            if_not_exists=True,
+            sqlite_where=condition,
+            postgresql_where=condition,
+        )
+    for name, table, _ in _REPLACED:
+        op.drop_index(name, table_name=table, if_exists=True)
 
 
 def downgrade() -> None:
-    op.drop_index("ix_visits_shopper", table_name="visits")
-    op.drop_index("ix_presence_events_shopper_id", table_name="presence_events")
-    op.drop_index("ix_presence_events_checkins", table_name="presence_events")
-    op.drop_index("ix_presence_events_store_exits", table_name="presence_events")
-    op.create_index("ix_visits_shopper", "visits", ["shopper_id", "store_id", "ended_at"])
-    op.create_index("ix_presence_events_shopper_id", "presence_events", ["shopper_id"])
-    op.create_index("ix_presence_events_store_ts", "presence_events", ["store_id", "ts"])
+    for name, table, columns in _REPLACED:
+        op.create_index(name, table, columns, if_not_exists=True)
+    for name, table, _, _ in _PARTIAL:
+        op.drop_index(name, table_name=table, if_exists=True)
