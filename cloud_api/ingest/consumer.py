@@ -311,7 +311,7 @@ class PresenceConsumer:
         spends its time on: raises the young generation's threshold to ``GC_YOUNG_THRESHOLD``
         (never lowers it), and freezes what the process holds by now (modules, models,
         compiled statements) until ``stop``, so that a full collection no longer walks it: one
-        took 60-75 ms, a pause in the middle of a batch, and 15-20 ms without what was there at
+        took 59-73 ms, a pause in the middle of a batch, and 13-21 ms without what was there at
         the start. Frozen objects are still freed when nothing refers to them; only a
         reference cycle among them waits for ``stop`` to be collected.
         """
