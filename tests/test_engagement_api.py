@@ -47,7 +47,14 @@ def test_the_funnel_of_a_campaign_from_decision_to_revenue(cloud: Engagement) ->
     cloud.campaign(
         id="dwell", name="Dwell offer", holdout_share=0.3, trigger={"kind": "dwell", "dwell_s": 30}
     )
+    # Shopper ids are random, and so is which of them the holdout takes: ten shoppers had none
+    # held out about once in 35 runs. Register until there is one held out and three treated.
     shoppers = [register(cloud.client) for _ in range(10)]
+    while len(shoppers) < 100 and (
+        sum(is_held_out(s.shopper_id, "dwell", 0.3) for s in shoppers) < 1
+        or sum(not is_held_out(s.shopper_id, "dwell", 0.3) for s in shoppers) < 3
+    ):
+        shoppers.append(register(cloud.client))
     held = [s for s in shoppers if is_held_out(s.shopper_id, "dwell", 0.3)]
     treated = [s for s in shoppers if not is_held_out(s.shopper_id, "dwell", 0.3)]
     assert held and len(treated) >= 3
@@ -87,7 +94,7 @@ def test_the_funnel_of_a_campaign_from_decision_to_revenue(cloud: Engagement) ->
     (stats,) = body["campaigns"]
     assert stats["campaign_id"] == "dwell"
     assert stats["name"] == "Dwell offer"
-    assert (stats["eligible"], stats["held_out"]) == (10, len(held))
+    assert (stats["eligible"], stats["held_out"]) == (len(shoppers), len(held))
     assert (stats["sent"], stats["delivered"], stats["opened"], stats["redeemed"]) == (
         len(treated),
         3,
@@ -102,9 +109,9 @@ def test_the_funnel_of_a_campaign_from_decision_to_revenue(cloud: Engagement) ->
     assert uplift["holdout_rate"] == pytest.approx(1 / len(held))
     assert uplift["ci_low"] < uplift["difference"] < uplift["ci_high"]
     assert set(body["segments"]) == {"new", "regular", "loyal", "at_risk"}
-    assert sum(body["segments"].values()) == 10
+    assert sum(body["segments"].values()) == len(shoppers)
     moves = body["segment_movement"]
-    assert sum(move["shoppers"] for move in moves) == 10
+    assert sum(move["shoppers"] for move in moves) == len(shoppers)
     assert {move["to_segment"] for move in moves} == {
         segment for segment, count in body["segments"].items() if count
     }
