@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from cloud_api.offers.codes import crockford
-from cloud_api.store.models import APP_CHECKIN_SOURCE, PresenceEventRow, Store
+from cloud_api.store.models import APP_CHECKINS, PresenceEventRow, Store
 from storelink.wire import (
     PresenceEvent,
     PresenceKind,
@@ -75,8 +75,7 @@ def exit_presence(
         sa.select(PresenceEventRow.subject_ref, PresenceEventRow.ts)
         .where(
             PresenceEventRow.subject_ref.in_([today, checkin_ref(app_key, at - timedelta(days=1))]),
-            # Written into the SQL: the check-ins' own index (models.partial_index).
-            PresenceEventRow.source == sa.literal(APP_CHECKIN_SOURCE, literal_execute=True),
+            APP_CHECKINS,  # the check-ins' own index (models.partial_index)
             PresenceEventRow.store_id == store_id,
             PresenceEventRow.zone_id == zone_id,
             PresenceEventRow.kind == PresenceKind.ENTER.value,

@@ -48,7 +48,7 @@ from cloud_api.match.campaign_store import Candidate, decide_batch
 from cloud_api.match.decide import Verdict
 from cloud_api.match.offer_policy import OfferPolicy
 from cloud_api.store.db import begin_write, is_sqlite, lock_key, lock_keys
-from cloud_api.store.models import VISITS, Base, PresenceEventRow
+from cloud_api.store.models import EVENTS, VISITS
 from storelink.wire import (
     OfferNotification,
     PresenceEvent,
@@ -58,7 +58,6 @@ from storelink.wire import (
 
 # StrEnum's .value is a descriptor call; the ingest asks for it several times per event.
 _VALUE: dict[str, str] = {member: member.value for member in (*PresenceKind, *SubjectType)}
-EVENTS = Base.metadata.tables[PresenceEventRow.__tablename__]
 # The visit a subject's events are stitched onto (VisitKey): a tracked shopper's, whichever
 # token they advertise, or else the subject's own. Subject types never read "shopper".
 # Subjects a consenting shopper may be behind; anonymous ones are nobody by construction.

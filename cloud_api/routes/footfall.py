@@ -45,6 +45,7 @@ from cloud_api.stats.footfall_schemas import (
     ZonesOut,
 )
 from cloud_api.store.models import (
+    EXIT_EVENTS,
     BeaconHealthRow,
     GatewayStatusRow,
     GatewayTraffic,
@@ -53,7 +54,6 @@ from cloud_api.store.models import (
     Visit,
     Zone,
 )
-from storelink.wire import PresenceKind
 
 router = APIRouter(prefix="/stats", tags=["stats"])
 
@@ -400,8 +400,7 @@ def zone_stays(session: Session, store_id: str, since: datetime, until: datetime
     events = session.execute(
         sa.select(PresenceEventRow.zone_id, PresenceEventRow.ts, PresenceEventRow.dwell_s).where(
             PresenceEventRow.store_id == store_id,
-            # Written into the SQL: the exits' own index (models.partial_index).
-            PresenceEventRow.kind == sa.literal(PresenceKind.EXIT.value, literal_execute=True),
+            EXIT_EVENTS,  # the exits' own index (models.partial_index)
             PresenceEventRow.ts >= since,
             PresenceEventRow.ts < until,
         )

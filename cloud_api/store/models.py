@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from storelink.wire import PresenceKind
+
 SHOPPER_ID_LENGTH = 40
 
 # 64-bit keys for the tables that grow with traffic (a 32-bit id lasts days at 20,000 events/s);
@@ -108,18 +110,22 @@ class Cart(Base):
     checkout_url: Mapped[str | None] = mapped_column(sa.Text)
 
 
-def partial_index(name: str, *columns: str, where: str) -> sa.Index:
+def partial_index(name: str, *columns: sa.Column[Any], where: sa.ColumnElement[bool]) -> sa.Index:
     """An index of only the rows ``where`` holds, on SQLite and PostgreSQL alike.
 
     A query uses it only where the planner can tell from the query alone that every row it
     wants is in the index. ``column = ...`` or ``IN`` says ``IS NOT NULL``; a condition on a
-    value must be repeated with the value written into the SQL
-    (``sa.literal(..., literal_execute=True)``): PostgreSQL plans a worker's prepared
-    statement once for any values, and a bound parameter then could be anything
-    (tests/test_cloud_indexes.py).
+    value must be in the query itself, with the value written into the SQL: PostgreSQL plans a
+    worker's prepared statement once for any values, and a bound parameter then could be
+    anything (tests/test_cloud_indexes.py). So such conditions are built with ``literally``,
+    once, and the queries use the index's own (``EXIT_EVENTS``, ``APP_CHECKINS``).
     """
-    condition = sa.text(where)
-    return sa.Index(name, *columns, sqlite_where=condition, postgresql_where=condition)
+    return sa.Index(name, *columns, sqlite_where=where, postgresql_where=where)
+
+
+def literally(value: str) -> sa.BindParameter[str]:
+    """``value`` written into the SQL of a statement rather than bound to it."""
+    return sa.literal(value, literal_execute=True)
 
 
 # What the shopper app's check-ins record as their source (gateways record "gateway").
@@ -128,22 +134,8 @@ APP_CHECKIN_SOURCE = "app"
 
 class PresenceEventRow(Base):
     __tablename__ = "presence_events"
-    # Few indexes, and partial ones: each costs every insert, and events arrive by the thousand
-    # a second. An index over every event by store and time touched a page per store in every
-    # batch (a quarter of the pages a batch wrote): only the zone heatmap reads by store and
-    # time, and only exits; check-ins look up the app's own events.
-    __table_args__ = (
-        partial_index("ix_presence_events_store_exits", "store_id", "ts", where="kind = 'exit'"),
-        partial_index(
-            "ix_presence_events_checkins",
-            "subject_ref",
-            "ts",
-            where=f"source = '{APP_CHECKIN_SOURCE}'",
-        ),
-        partial_index(
-            "ix_presence_events_tracked_shopper", "shopper_id", where="shopper_id IS NOT NULL"
-        ),
-    )
+    # Few indexes, and partial ones (below the class): each costs every insert, and events
+    # arrive by the thousand a second.
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     event_id: Mapped[str] = mapped_column(sa.String(26), unique=True)
@@ -163,6 +155,22 @@ class PresenceEventRow(Base):
     source: Mapped[str] = mapped_column(sa.String(8), server_default="gateway")
 
 
+# The events as a Core table, as VISITS below.
+EVENTS: sa.Table = Base.metadata.tables[PresenceEventRow.__tablename__]
+# An index over every event by store and time took an entry at each store's end in every batch
+# (a quarter of the pages a batch wrote): only the zone heatmap reads events by store and time,
+# and only exits. App check-ins look up the app's own events by ref.
+EXIT_EVENTS = EVENTS.c.kind == literally(PresenceKind.EXIT.value)
+APP_CHECKINS = EVENTS.c.source == literally(APP_CHECKIN_SOURCE)
+partial_index("ix_presence_events_store_exits", EVENTS.c.store_id, EVENTS.c.ts, where=EXIT_EVENTS)
+partial_index("ix_presence_events_checkins", EVENTS.c.subject_ref, EVENTS.c.ts, where=APP_CHECKINS)
+partial_index(
+    "ix_presence_events_tracked_shopper",
+    EVENTS.c.shopper_id,
+    where=EVENTS.c.shopper_id.is_not(None),
+)
+
+
 class Visit(Base):
     """One subject's time in one store, stitched from presence events (see ``visits``)."""
 
@@ -171,14 +179,6 @@ class Visit(Base):
         # The ingest looks up the latest visits of a batch's subjects by ref (nearly unique)
         # or by tracked shopper; the API lists a store's visits newest first.
         sa.Index("ix_visits_subject", "subject_ref", "store_id", "subject_type", "ended_at"),
-        # Most visits are anonymous: only the tracked shoppers' are indexed.
-        partial_index(
-            "ix_visits_tracked_shopper",
-            "shopper_id",
-            "store_id",
-            "ended_at",
-            where="shopper_id IS NOT NULL",
-        ),
         sa.Index("ix_visits_store_started", "store_id", "started_at"),
     )
 
@@ -199,6 +199,14 @@ class Visit(Base):
 
 # The visits as a Core table: the ingest's and the campaigns' statements on it are built once.
 VISITS: sa.Table = Base.metadata.tables[Visit.__tablename__]
+# Most visits are anonymous: only the tracked shoppers' are indexed by shopper.
+partial_index(
+    "ix_visits_tracked_shopper",
+    VISITS.c.shopper_id,
+    VISITS.c.store_id,
+    VISITS.c.ended_at,
+    where=VISITS.c.shopper_id.is_not(None),
+)
 
 
 class Offer(Base):
