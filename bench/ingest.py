@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import multiprocessing
 import os
@@ -82,10 +83,12 @@ from cloud_api.ingest.consumer import (
     CommittedBatch,
     PresenceConsumer,
     parse_message,
+    tune_gc,
 )
 from cloud_api.ingest.directory import ShopperDirectory
 from cloud_api.ingest.presence_service import PresenceService
 from cloud_api.ingest.resolve import shopper_token_ref
+from cloud_api.ingest.stitcher import Stitcher
 from cloud_api.match.offer_policy import offer_policy
 from cloud_api.offers.codes import new_app_key
 from cloud_api.store.db import make_engine, make_sessionmaker
@@ -141,13 +144,20 @@ class World:
     app_refs: list[str]
     people: list[Person] = field(default_factory=list)
     serial: int = 0
+    # A registered shopper is one person, in one store at a time: their phone's ref comes
+    # back only after they left. (Drawing it at random, each of the 400 entered a store about
+    # once a second at 20,000 events/s, and their visits piled up under a few refs.)
+    inside: set[str] = field(default_factory=set)
 
     def new_subject(self) -> Subject:
         self.serial += 1
         kind = self.rng.choices(list(MIX), weights=list(MIX.values()))[0]
         if kind == SubjectType.APP:
             if self.rng.random() < REGISTERED_SHARE:
-                return Subject(type=kind, ref=self.rng.choice(self.app_refs))
+                ref = self.rng.choice(self.app_refs)
+                if ref not in self.inside:
+                    self.inside.add(ref)
+                    return Subject(type=kind, ref=ref)
             return Subject(type=kind, ref=f"{self.rng.getrandbits(32):08x}")
         if kind == SubjectType.BEACON:
             return Subject(type=kind, ref=f"f7826da6-4fa2-4e98-8024-bc5b71e0893e.7.{self.serial}")
@@ -173,6 +183,7 @@ class World:
             else:
                 self.people[index] = self.people[-1]
                 self.people.pop()
+                self.inside.discard(person.subject.ref)
                 kind = PresenceKind.EXIT
         return PresenceEvent(
             store_id=f"store-{person.store:04d}",
@@ -223,7 +234,7 @@ class Batching:
 
 
 def settings_for(
-    broker_url: str, database_url: str, worker: int, batching: Batching
+    broker_url: str, database_url: str, worker: int, batching: Batching, stitcher: str
 ) -> CloudSettings:
     return CloudSettings(
         mqtt_url=broker_url,
@@ -232,6 +243,7 @@ def settings_for(
         mqtt_client_id=f"bench-worker-{worker}",
         ingest_batch_size=batching.size,
         ingest_batch_wait_s=batching.wait_s,
+        ingest_stitcher=stitcher,
     )
 
 
@@ -240,12 +252,13 @@ def work(
     database_url: str,
     worker: int,
     batching: Batching,
+    stitcher: str,
     go: Event,
     stop: Event,
     report: Any,
 ) -> None:
     """One ingest worker: reports ("ready"), then each commit, then its latencies and CPU time."""
-    settings = settings_for(broker_url, database_url, worker, batching)
+    settings = settings_for(broker_url, database_url, worker, batching, stitcher)
     engine = make_engine(database_url)
     sessions = make_sessionmaker(engine)
     service = PresenceService(sessions, ShopperDirectory(sessions), offer_policy(settings))
@@ -273,84 +286,142 @@ def work(
     engine.dispose()
 
 
+def stitch(
+    broker_url: str,
+    database_url: str,
+    worker: int,
+    batching: Batching,
+    go: Event,
+    stop: Event,
+    report: Any,
+) -> None:
+    """A worker's stitcher process (``--stitcher process``): reports ("ready"), then each commit
+    ("stitched"), then its latencies and CPU time, once it has stitched all after ``stop``."""
+    settings = settings_for(broker_url, database_url, worker, batching, "process")
+    engine = make_engine(database_url, replayable=True)
+    sessions = make_sessionmaker(engine)
+    service = PresenceService(sessions, ShopperDirectory(sessions), offer_policy(settings))
+    service.resolve([])
+    latencies: list[float] = []
+
+    def on_commit(batch: CommittedBatch) -> None:
+        latencies.extend(batch.committed_at - event.ts.timestamp() for event in batch.events)
+        report.put(("stitched", worker, len(batch.events), batch.committed_at))
+
+    stitcher = Stitcher(settings, service, sessions, settings.mqtt_client_id, on_commit=on_commit)
+    report.put(("ready", worker, 0, 0.0))
+    go.wait(TIMEOUT_S)
+    cpu = time.process_time()
+    tune_gc()
+    stitcher.start()
+    stop.wait(TIMEOUT_S)
+    stitcher.stop(TIMEOUT_S)
+    cpu = time.process_time() - cpu
+    print(f"stitcher {worker}: {stitcher.counters}", file=sys.stderr, flush=True)
+    report.put(("stitch-done", worker, 0, cpu))
+    report.put(("stitch-latencies", worker, latencies, 0.0))
+    engine.dispose()
+
+
 @dataclass
 class Phase:
-    """W worker processes, started together; the figures they report."""
+    """W worker processes (and with ``stitcher="process"`` W stitcher processes), started
+    together; the figures they report."""
 
     broker_url: str
     database_url: str
     workers: int
     batching: Batching
+    stitcher: str
     context: Any = field(default_factory=lambda: multiprocessing.get_context("spawn"))
 
     def __post_init__(self) -> None:
         self.go = self.context.Event()
         self.stop = self.context.Event()
         self.report = self.context.Queue()
+        common = (self.broker_url, self.database_url)
         self.processes = [
             self.context.Process(
                 target=work,
-                args=(
-                    self.broker_url,
-                    self.database_url,
-                    n,
-                    self.batching,
-                    self.go,
-                    self.stop,
-                    self.report,
-                ),
+                args=(*common, n, self.batching, self.stitcher, self.go, self.stop, self.report),
             )
             for n in range(self.workers)
         ]
-        self.committed = 0
-        self.last_commit = 0.0
+        self.stitchers = self.workers if self.stitcher == "process" else 0
+        self.processes += [
+            self.context.Process(
+                target=stitch, args=(*common, n, self.batching, self.go, self.stop, self.report)
+            )
+            for n in range(self.stitchers)
+        ]
+        self.committed = self.stitched = 0
+        self.last_commit = self.last_stitch = 0.0
         self.cpu_s = 0.0
+        self.stitch_cpu_s = 0.0
         self.duplicates = 0
         self.latencies: list[float] = []
+        self.stitch_latencies: list[float] = []
         for process in self.processes:
             process.start()
-        self._expect("ready")
+        self._expect("ready", len(self.processes))
 
-    def _expect(self, kind: str) -> None:
+    def _expect(self, kind: str, count: int) -> None:
         seen = 0
-        while seen < self.workers:
+        while seen < count:
             message = self.report.get(timeout=TIMEOUT_S)
             if message[0] == "failed":
                 raise RuntimeError(f"worker {message[1]} could not subscribe")
-            if message[0] == "commit":
+            if message[0] in ("commit", "stitched"):
                 self._commit(message)
             elif message[0] == kind:
                 seen += 1
 
     def _commit(self, message: tuple[str, int, int, float]) -> None:
+        if message[0] == "stitched":
+            self.stitched += message[2]
+            self.last_stitch = max(self.last_stitch, message[3])
+            return
         self.committed += message[2]
         self.last_commit = max(self.last_commit, message[3])
 
     def start(self) -> float:
         started = time.time()
         self.go.set()
-        self._expect("subscribed")
+        self._expect("subscribed", self.workers)
         return started
 
     def wait_for(self, events: int) -> None:
+        """Until ``events`` are committed and, with stitcher processes, stitched."""
         deadline = time.monotonic() + TIMEOUT_S
-        while self.committed < events:
+        while self.committed < events or (self.stitchers and self.stitched < events):
             message = self.report.get(timeout=max(deadline - time.monotonic(), 0.1))
-            if message[0] == "commit":
+            if message[0] in ("commit", "stitched"):
                 self._commit(message)
 
     def finish(self) -> None:
         self.stop.set()
-        done = latencies = 0
-        while done < self.workers or latencies < self.workers:
+        expected = {
+            "done": self.workers,
+            "latencies": self.workers,
+            "stitch-done": self.stitchers,
+            "stitch-latencies": self.stitchers,
+        }
+        seen = dict.fromkeys(expected, 0)
+        while seen != expected:
             kind, _, value, cpu = self.report.get(timeout=TIMEOUT_S)
-            if kind == "done":
-                done += 1
+            if kind in ("commit", "stitched"):
+                self._commit((kind, _, value, cpu))
+                continue
+            seen[kind] += 1
+            if kind in ("done", "stitch-done"):
                 self.duplicates += value
                 self.cpu_s += cpu
+                if kind == "stitch-done":
+                    self.stitch_cpu_s += cpu
             elif kind == "latencies":
-                latencies += 1
                 self.latencies.extend(value)
+            elif kind == "stitch-latencies":
+                self.stitch_latencies.extend(value)
         for process in self.processes:
             process.join(timeout=30)
 
@@ -569,21 +640,22 @@ def bench_database(
     rates: list[float],
     worker_counts: list[int],
     batching: Batching,
+    stitchers: list[str],
 ) -> None:
     refs = seed_shoppers(database_url, datetime.now(UTC))
     seed = SEED
     stored = 0
     with running_mosquitto(BROKER_CONFIG) as broker:
-        for workers in sorted(set(worker_counts)):
+        for stitcher, workers in itertools.product(stitchers, sorted(set(worker_counts))):
             # The workers' sessions exist and subscribe; the workers stop and the events queue
             # up in their sessions, as they do while workers restart.
-            phase = Phase(broker.url, database_url, workers, batching)
+            phase = Phase(broker.url, database_url, workers, batching, stitcher)
             phase.start()
             phase.finish()
             seed += 1
             stream = event_stream(events, refs, seed)
             run_publisher(broker.url, stream, None)
-            phase = Phase(broker.url, database_url, workers, batching)
+            phase = Phase(broker.url, database_url, workers, batching, stitcher)
             services = [broker.process.pid, *database_pids]
             service_cpu = [process_cpu_s([pid]) for pid in services]
             started = phase.start()
@@ -597,12 +669,12 @@ def bench_database(
             assert total == distinct == stored, f"{total} rows, {distinct} ids, {stored} sent"
             capacity = events / (phase.last_commit - started)
             cpu_us_per_event = phase.cpu_s / events * 1e6
+            setup = {"database": name, "workers": workers, "stitcher": stitcher}
             emit(
                 "ingest_events_per_s",
                 round(capacity),
                 "events/s",
-                database=name,
-                workers=workers,
+                **setup,
                 events=events,
                 batch_size=batching.size,
                 cpu_us_per_event=round(cpu_us_per_event),
@@ -616,13 +688,21 @@ def bench_database(
                 offers=count(database_url, Offer),
                 load_average=round(os.getloadavg()[0], 2),
             )
+            if phase.stitchers:
+                emit(
+                    "stitch_events_per_s",
+                    round(events / (phase.last_stitch - started)),
+                    "events/s",
+                    **setup,
+                    what="stored, acknowledged and stitched into visits and offers",
+                    stitcher_cpu_us_per_event=round(phase.stitch_cpu_s / events * 1e6),
+                )
             all_cpu = cpu_us_per_event + sum(service_cpu) / events * 1e6
             emit(
                 "ingest_cpu_us_per_event",
                 round(all_cpu),
                 "us/event",
-                database=name,
-                workers=workers,
+                **setup,
                 what="workers, broker and database together (publisher not included)",
                 reference=round(minimal_writer_us_per_event(stream, batching.size)),
                 reference_is="validate and insert only (events table, SQLite, one process)",
@@ -637,8 +717,7 @@ def bench_database(
                             metric,
                             None,
                             "ms",
-                            database=name,
-                            workers=workers,
+                            **setup,
                             rate=round(rate),
                             skipped="above the capacity just measured: the backlog only grows",
                         )
@@ -646,25 +725,35 @@ def bench_database(
                 seed += 1
                 count_at_rate = min(events, round(rate * LATENCY_RUN_S))
                 stream = event_stream(count_at_rate, refs, seed)
-                phase = Phase(broker.url, database_url, workers, batching)
+                phase = Phase(broker.url, database_url, workers, batching, stitcher)
                 phase.start()
                 first, last, publisher_cpu = run_publisher(broker.url, stream, rate)
                 phase.wait_for(count_at_rate)
                 phase.finish()
                 stored += count_at_rate
                 assert count(database_url, PresenceEventRow) == stored
-                latencies_ms = [1000 * s for s in phase.latencies]
                 achieved = round(count_at_rate / (last - first))
-                for share, metric in (
-                    (0.5, "ingest_latency_p50_ms"),
-                    (0.99, "ingest_latency_p99_ms"),
-                ):
+                figures = [
+                    (metric, share, phase.latencies)
+                    for share, metric in (
+                        (0.5, "ingest_latency_p50_ms"),
+                        (0.99, "ingest_latency_p99_ms"),
+                    )
+                ]
+                if phase.stitchers:
+                    figures += [
+                        (metric, share, phase.stitch_latencies)
+                        for share, metric in (
+                            (0.5, "stitch_latency_p50_ms"),
+                            (0.99, "stitch_latency_p99_ms"),
+                        )
+                    ]
+                for metric, share, latencies in figures:
                     emit(
                         metric,
-                        round(percentile(latencies_ms, share), 1),
+                        round(percentile([1000 * s for s in latencies], share), 1),
                         "ms",
-                        database=name,
-                        workers=workers,
+                        **setup,
                         rate=achieved,
                         events=count_at_rate,
                         batch_size=batching.size,
@@ -713,17 +802,33 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument(
+        "--stitcher",
+        choices=["inline", "process"],
+        nargs="+",
+        default=["inline", "process"],
+        help="stitch in the worker's transaction, or in a stitcher process beside each worker",
+    )
     args = parser.parse_args()
     batching = Batching(args.batch_size, args.batch_wait)
     batch_costs()
     if args.database in ("sqlite", "both"):
         with tempfile.TemporaryDirectory(prefix="storelink-bench-") as tmp:
             url = f"sqlite:///{tmp}/ingest.db"
-            bench_database("sqlite", url, [], args.events, args.rates, args.workers, batching)
+            bench_database(
+                "sqlite", url, [], args.events, args.rates, args.workers, batching, args.stitcher
+            )
     if args.database in ("postgresql", "both"):
         with running_durable_postgres() as (url, postmaster):
             bench_database(
-                "postgresql", url, [postmaster], args.events, args.rates, args.workers, batching
+                "postgresql",
+                url,
+                [postmaster],
+                args.events,
+                args.rates,
+                args.workers,
+                batching,
+                args.stitcher,
             )
 
 

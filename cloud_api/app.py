@@ -17,8 +17,10 @@ from cloud_api.fleet.startup_configs import republish_gateway_configs
 from cloud_api.ingest.consumer import PresenceConsumer
 from cloud_api.ingest.directory import ShopperDirectory
 from cloud_api.ingest.presence_service import PresenceService
+from cloud_api.ingest.stitcher_process import StitcherProcess
 from cloud_api.match.engagement import load_campaigns_file, outbox_sender
 from cloud_api.match.offer_policy import offer_policy
+from cloud_api.metrics import StitchCollector
 from cloud_api.routes import api_router, health_router
 from cloud_api.routes.dashboard import mount_dashboard
 from cloud_api.store.db import make_engine, make_sessionmaker
@@ -48,6 +50,7 @@ def create_app(settings: CloudSettings | None = None) -> FastAPI:
         timeseries.start()
         app.state.timeseries = timeseries
         consumer = None
+        stitcher = None
         if settings.mqtt_enabled:
             service = PresenceService(sessions, context.directory, offer_policy(settings))
             # Acknowledged once the points are written or on disk: a worker that dies before
@@ -56,6 +59,12 @@ def create_app(settings: CloudSettings | None = None) -> FastAPI:
                 settings, service, sessions, on_commit=timeseries.committed, defer_ack=True
             )
             consumer.start()
+            if settings.ingest_stitcher == "process":
+                stitcher = StitcherProcess(settings)
+                stitcher.start()
+                app.state.stitch_metrics = StitchCollector(
+                    sessions, settings.mqtt_client_id, stitcher
+                )
         app.state.consumer = consumer
         outbox = outbox_sender(settings, sessions, consumer)
         outbox.start()
@@ -67,6 +76,9 @@ def create_app(settings: CloudSettings | None = None) -> FastAPI:
             if consumer is not None:
                 # The writer's last points acknowledge their messages before the disconnect.
                 await asyncio.to_thread(consumer.stop, flush=timeseries.stop)
+                if stitcher is not None:
+                    # After the worker: what it stored last gets stitched before the end.
+                    await asyncio.to_thread(stitcher.stop)
             else:
                 await asyncio.to_thread(timeseries.stop)
             app.state.consumer = None
@@ -77,6 +89,7 @@ def create_app(settings: CloudSettings | None = None) -> FastAPI:
     app.state.context = context
     app.state.consumer = None
     app.state.timeseries = None
+    app.state.stitch_metrics = None
     install_problem_handlers(app)
     install_openapi(app)
     app.include_router(api_router)

@@ -114,6 +114,20 @@ class CloudSettings(StorelinkSettings):
         "what arrived while the previous one committed, so batches grow with the load and an "
         "event never waits for company",
     )
+    ingest_stitcher: Literal["inline", "process"] = Field(
+        default="inline",
+        description="inline: each ingest transaction stores the events and stitches them into "
+        "visits and offers; process: the worker stores and acknowledges the events, and a "
+        "stitcher process beside it stitches them from the events table, so that the two use "
+        "two CPU cores (offers then reach the shopper through the outbox, within about a second)",
+    )
+    ingest_stitch_poll_s: float = Field(
+        default=0.005,
+        gt=0,
+        le=1,
+        description="with the stitcher process: how long it waits before looking again for "
+        "stored events once it has stitched them all",
+    )
     min_store_stay_s: float = Field(
         default=60.0,
         ge=0,

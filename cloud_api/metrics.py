@@ -8,8 +8,11 @@ from dataclasses import fields
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from sqlalchemy.orm import Session, sessionmaker
 
 from cloud_api.ingest.consumer import IngestCounters, PresenceConsumer
+from cloud_api.ingest.stitcher import stitch_lag
+from cloud_api.ingest.stitcher_process import StitcherProcess
 from cloud_api.timeseries.writer import TimeSeriesCounters, TimeSeriesWriter
 
 PREFIX = "storelink_ingest"
@@ -61,14 +64,43 @@ class TimeSeriesCollector(Collector):
             yield from histogram.collect()
 
 
+class StitchCollector(Collector):
+    """The stitcher process's lag behind its worker, from the database, and its restarts."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], worker: str, process: StitcherProcess
+    ) -> None:
+        self._sessions = sessions
+        self._worker = worker
+        self._process = process
+
+    def collect(self) -> Iterator[Metric]:
+        with self._sessions() as session:
+            lag = stitch_lag(session, self._worker)
+        yield GaugeMetricFamily(
+            "storelink_stitch_lag_events",
+            "events this worker stored that its stitcher process has not stitched yet",
+            value=float(lag),
+        )
+        yield CounterMetricFamily(
+            "storelink_stitch_restarts",
+            "times the stitcher process died and was started again",
+            value=self._process.restarts,
+        )
+
+
 def metrics_registry(
-    consumer: PresenceConsumer | None, writer: TimeSeriesWriter | None = None
+    consumer: PresenceConsumer | None,
+    writer: TimeSeriesWriter | None = None,
+    stitch: StitchCollector | None = None,
 ) -> CollectorRegistry:
     """One registry per app, so that several apps in one process (tests) do not collide."""
     registry = CollectorRegistry(auto_describe=True)
     registry.register(IngestCollector(consumer))
     if writer is not None:
         registry.register(TimeSeriesCollector(writer))
+    if stitch is not None:
+        registry.register(stitch)
     return registry
 
 

@@ -40,7 +40,6 @@ from __future__ import annotations
 import gc
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -63,6 +62,7 @@ from cloud_api.ingest.beacon_health import record_beacon_report
 from cloud_api.ingest.gateway_status import record_gateway_status
 from cloud_api.ingest.mqtt_client import BufferedClient, make_consumer_client
 from cloud_api.ingest.presence_service import PresenceOutcome, PresenceService
+from cloud_api.ingest.retry import until_committed
 from cloud_api.notify.outbox import MQTT_CHANNEL, DeliveryError, mark_sent_in
 from cloud_api.store.checkpoint import WalCheckpointer
 from cloud_api.store.db import begin_write
@@ -97,9 +97,6 @@ DEADLETTER_QOS = 1
 IN_FLIGHT_BATCHES = 2
 # How long a stopping worker waits for its last batch to commit and be acknowledged.
 DRAIN_TIMEOUT_S = 10.0
-# Backoff while the database is unreachable.
-RETRY_MIN_S = 0.1
-RETRY_MAX_S = 5.0
 SESSION_TAKEN_OVER = 142
 # Allocations between two young-generation collections of Python's cyclic garbage collector
 # (the interpreter's default is 700). The ingest allocates a few dozen objects per event and
@@ -146,6 +143,26 @@ class CommittedBatch:
     acknowledge: Callable[[], None] | None = None
     """With ``defer_ack``: acknowledges the batch's messages; call it once what ``on_commit``
     does with the batch is safe."""
+    stitched: bool = True
+    """False when a stitcher process makes the events' visits later (``ingest_stitcher``):
+    ``outcomes`` then say only that the events are new, and the stitcher's own batches carry
+    what they did."""
+
+
+def tune_gc() -> None:
+    """Tune the process's garbage collector for the ingest, which is what the process spends
+    its time on.
+
+    Raises the young generation's threshold to ``GC_YOUNG_THRESHOLD`` (never lowers it), and
+    freezes what the process holds by now (modules, models, compiled statements), so that a
+    full collection no longer walks it: one took 59-73 ms, a pause in the middle of a batch,
+    and 13-21 ms without what was there at the start. Frozen objects are still freed when
+    nothing refers to them; only a reference cycle among them waits for ``gc.unfreeze()``.
+    """
+    young, *older = gc.get_threshold()
+    gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), *older)
+    gc.collect()
+    gc.freeze()
 
 
 class InvalidMessageError(Exception):
@@ -190,20 +207,6 @@ def parse_message(topic: str, payload: bytes) -> GatewayMessage:
             f"the payload store {message.store_id!r} and gateway {message.gateway_id!r}"
         )
     return message
-
-
-def is_transient(error: BaseException) -> bool:
-    """A database failure that retrying the same transaction later may cure."""
-    if not isinstance(error, sa.exc.DBAPIError):
-        return False
-    if error.connection_invalidated:
-        return True
-    original = error.orig
-    if isinstance(original, sqlite3.OperationalError):
-        return "locked" in str(original) or "busy" in str(original)
-    # psycopg: the server is down or restarting, a deadlock or serialization failure.
-    sqlstate = getattr(original, "sqlstate", None) or ""
-    return isinstance(error, sa.exc.OperationalError) or sqlstate in ("40001", "40P01")
 
 
 def presence_subscription(settings: CloudSettings) -> str:
@@ -262,6 +265,8 @@ class PresenceConsumer:
         self._on_commit = on_commit
         self._defer_ack = defer_ack and on_commit is not None
         self._v5 = settings.mqtt_protocol == "5"
+        # With a stitcher process, this one only stores and acknowledges the events.
+        self._stitched = settings.ingest_stitcher == "inline"
         self._subscriptions = [
             (presence_subscription(settings), PRESENCE_QOS),
             (STATUS_SUBSCRIPTION, STATUS_QOS),
@@ -307,18 +312,9 @@ class PresenceConsumer:
     def start(self) -> None:
         """Connect in the background: a broker that is down now is retried until it is up.
 
-        Tunes the process's garbage collector for the consumer, which is what the process
-        spends its time on: raises the young generation's threshold to ``GC_YOUNG_THRESHOLD``
-        (never lowers it), and freezes what the process holds by now (modules, models,
-        compiled statements) until ``stop``, so that a full collection no longer walks it: one
-        took 59-73 ms, a pause in the middle of a batch, and 13-21 ms without what was there at
-        the start. Frozen objects are still freed when nothing refers to them; only a
-        reference cycle among them waits for ``stop`` to be collected.
+        Tunes the process's garbage collector for the consumer (``tune_gc``) until ``stop``.
         """
-        young, *older = gc.get_threshold()
-        gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), *older)
-        gc.collect()
-        gc.freeze()
+        tune_gc()
         if self._checkpointer is not None:
             self._checkpointer.start()
         self._worker = threading.Thread(
@@ -573,6 +569,7 @@ class PresenceConsumer:
                     commit_s,
                     tuple(redelivered),
                     partial(self._acknowledge, settled) if self._defer_ack else None,
+                    self._stitched,
                 )
             )
 
@@ -607,23 +604,13 @@ class PresenceConsumer:
         One outcome per message; all ``NOT_STORED`` when the worker stopped before the
         database came back.
         """
-        delay = RETRY_MIN_S
-        while True:
-            try:
-                return self._transaction(parsed, now)
-            except sa.exc.DBAPIError as error:
-                if not is_transient(error):
-                    raise
-                self.counters.database_retries += 1
-                logger.warning(
-                    "database unavailable (%s: %s); retrying in %.1fs",
-                    type(error.orig).__name__,
-                    str(error.orig).strip().splitlines()[0] if str(error.orig).strip() else "",
-                    delay,
-                )
-            if self._closing.wait(delay):
-                return [Settled.NOT_STORED] * len(parsed)
-            delay = min(delay * 2, RETRY_MAX_S)
+        outcomes = until_committed(
+            partial(self._transaction, parsed, now), self._closing, self._count_retry
+        )
+        return [Settled.NOT_STORED] * len(parsed) if outcomes is None else outcomes
+
+    def _count_retry(self) -> None:
+        self.counters.database_retries += 1
 
     def _transaction(self, parsed: Sequence[Parsed], now: datetime) -> list[Outcome]:
         events = [message for _, message in parsed if isinstance(message, PresenceEvent)]
@@ -633,7 +620,10 @@ class PresenceConsumer:
         with self._sessions.begin() as session:
             begin_write(session)
             resolved = self._service.resolve(events, session=session)
-            outcomes = iter(self._service.apply(session, resolved, now))
+            if self._stitched:
+                outcomes = iter(self._service.apply(session, resolved, now))
+            else:
+                outcomes = iter(self._service.record(session, resolved, now, self.client_id))
             _mark_sent_in(session, self._unmarked)
             for status in statuses:
                 record_gateway_status(session, status, now)

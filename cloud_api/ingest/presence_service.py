@@ -119,6 +119,18 @@ class _WorkingVisit:
     stored: VisitState | None = None
 
 
+class StitchPlan(NamedTuple):
+    """Events stitched onto visits in memory (``PresenceService.plan``), not written yet."""
+
+    fresh: Sequence[Resolved]
+    visits: list[_WorkingVisit]
+    """The visit of each event."""
+    touched: list[_WorkingVisit]
+    """The visits to write."""
+    visit_changes: int | None = None
+    """SQLite's count of changes to visits when the plan was made (``VisitCache.seen``)."""
+
+
 class PresenceService:
     def __init__(
         self,
@@ -178,9 +190,71 @@ class PresenceService:
         if not is_sqlite(session):  # SQLite's write lock serialises the batches already
             lock_keys(session, _lock_keys(batch))
         new = _insert_new_events(session, batch, now)
-        fresh = [batch[i] for i in new]
+        stitched = self._stitch(session, cached, [batch[i] for i in new], now)
+        position_of = {index: position for position, index in enumerate(new)}
+        redelivered = [item for index, item in enumerate(batch) if index not in position_of]
+        opened = self.opened_visits(session, [item.event for item in redelivered])
+        return [
+            PresenceOutcome(duplicate=True, opened_visit=item.event.event_id in opened)
+            if (position := position_of.get(index)) is None
+            else stitched[position]
+            for index, item in enumerate(batch)
+        ]
+
+    def record(
+        self, session: Session, batch: Sequence[Resolved], now: datetime, received_by: str
+    ) -> list[PresenceOutcome]:
+        """Store the batch's new events for ``received_by``'s stitcher process, which stitches
+        them later (``stitch``); the outcomes say only which events were stored before."""
+        new = set(_insert_new_events(session, batch, now, received_by))
+        return [PresenceOutcome(duplicate=index not in new) for index in range(len(batch))]
+
+    def stitch(
+        self, session: Session, stored: Sequence[Resolved], now: datetime
+    ) -> list[PresenceOutcome]:
+        """What ``apply`` does with new events, for events ``record`` stored already, inside the
+        caller's write transaction; one outcome per event."""
+        if not stored:
+            return []
+        cached = self._visits.current(session)
+        if not is_sqlite(session):
+            lock_keys(session, _lock_keys(stored))
+        return self._stitch(session, cached, stored, now)
+
+    def _stitch(
+        self,
+        session: Session,
+        cached: Mapping[VisitKey, CachedVisit],
+        fresh: Sequence[Resolved],
+        now: datetime,
+    ) -> list[PresenceOutcome]:
         known = self._visits.usable(session, cached, {item.visit_key for item in fresh})
-        visits = _stitch_visits(session, fresh, known)
+        return self._write(session, StitchPlan(fresh, *_plan_visits(session, fresh, known)), now)
+
+    def plan(self, session: Session, stored: Sequence[Resolved]) -> StitchPlan:
+        """What ``stitch`` would write for ``stored``, worked out in memory from what ``session``
+        sees, without taking SQLite's write lock: ``apply_plan`` then writes it under the lock,
+        if no visit changed meanwhile."""
+        # Read first: a visit changed while the plan is made (SQLite reads each statement
+        # afresh outside a write transaction) changes the count after it, and voids the plan.
+        changes = self._visits.seen(session)
+        cached = self._visits.current(session)
+        known = self._visits.usable(session, cached, {item.visit_key for item in stored})
+        return StitchPlan(stored, *_plan_visits(session, stored, known), changes)
+
+    def apply_plan(
+        self, session: Session, plan: StitchPlan, now: datetime
+    ) -> list[PresenceOutcome] | None:
+        """Write ``plan`` in the caller's write transaction; None, and nothing written, when a
+        visit changed since it was made (``stitch`` it again)."""
+        if plan.visit_changes is None or self._visits.seen(session) != plan.visit_changes:
+            return None
+        self._visits.current(session)
+        return self._write(session, plan, now)
+
+    def _write(self, session: Session, plan: StitchPlan, now: datetime) -> list[PresenceOutcome]:
+        fresh, visits = plan.fresh, plan.visits
+        _write_visits(session, plan.touched)
         self._visits.commit_later(session, [_cached(visit) for visit in visits])
         decided = self._candidates(fresh, visits)
         results = dict(
@@ -190,18 +264,8 @@ class PresenceService:
                 strict=True,
             )
         )
-
-        position_of = {index: position for position, index in enumerate(new)}
-        redelivered = [item for index, item in enumerate(batch) if index not in position_of]
-        opened = _opened_by(session, redelivered)
         outcomes = []
-        for index, item in enumerate(batch):
-            position = position_of.get(index)
-            if position is None:
-                outcomes.append(
-                    PresenceOutcome(duplicate=True, opened_visit=item.event.event_id in opened)
-                )
-                continue
+        for position, item in enumerate(fresh):
             visit = visits[position]
             result = results.get(position)
             outcomes.append(
@@ -215,6 +279,16 @@ class PresenceService:
                 )
             )
         return outcomes
+
+    def opened_visits(self, session: Session, stored: Sequence[PresenceEvent]) -> set[str]:
+        """Which of the ``stored`` events (stitched before) began their visit.
+
+        What is derived from an event again after a redelivery or a stitcher's restart (its
+        time-series points) needs it. Told by the visit that starts when the event began and
+        carries its subject; a visit whose start a late, earlier event moved back no longer
+        names its first event.
+        """
+        return _opened_by(session, stored)
 
     def _candidates(
         self, fresh: Sequence[Resolved], visits: Sequence[_WorkingVisit]
@@ -241,16 +315,10 @@ def _lock_keys(batch: Sequence[Resolved]) -> set[int]:
     return keys
 
 
-def _opened_by(session: Session, redelivered: Sequence[Resolved]) -> set[str]:
-    """Which of the ``redelivered`` events (stored before) began their visit.
-
-    What is derived from an event again after a redelivery (its time-series points) needs it.
-    Told by the visit that starts when the event began and carries its subject; a visit whose
-    start a late, earlier event moved back no longer names its first event.
-    """
-    if not redelivered:
+def _opened_by(session: Session, stored: Sequence[PresenceEvent]) -> set[str]:
+    if not stored:
         return set()
-    refs = sorted({item.event.subject.ref for item in redelivered})
+    refs = sorted({event.subject.ref for event in stored})
     rows = session.execute(
         sa.select(
             VISITS.c.store_id, VISITS.c.subject_type, VISITS.c.subject_ref, VISITS.c.started_at
@@ -258,13 +326,13 @@ def _opened_by(session: Session, redelivered: Sequence[Resolved]) -> set[str]:
     )
     starts = {(r.store_id, r.subject_type, r.subject_ref, _utc(r.started_at)) for r in rows}
     return {
-        item.event.event_id
-        for item in redelivered
+        event.event_id
+        for event in stored
         if (
-            item.event.store_id,
-            _VALUE[item.event.subject.type],
-            item.event.subject.ref,
-            _utc(min(item.event.ts - timedelta(seconds=item.event.dwell_s), item.event.ts)),
+            event.store_id,
+            _VALUE[event.subject.type],
+            event.subject.ref,
+            _utc(min(event.ts - timedelta(seconds=event.dwell_s), event.ts)),
         )
         in starts
     }
@@ -275,21 +343,36 @@ def _utc(at: datetime) -> datetime:
     return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at
 
 
-def _insert_new_events(session: Session, batch: Sequence[Resolved], now: datetime) -> list[int]:
+_SQLITE_ID_FLOOR = sa.text(
+    "SELECT max(coalesce((SELECT max(id) FROM presence_events), 0), "
+    "coalesce((SELECT max(stitched_to) FROM stitch_marks), 0))"
+)
+
+
+def _insert_new_events(
+    session: Session, batch: Sequence[Resolved], now: datetime, received_by: str | None = None
+) -> list[int]:
     """Store the events not stored yet; the positions in ``batch`` of those that were new."""
     first: dict[str, int] = {}
     for index, item in enumerate(batch):
         first.setdefault(item.event.event_id, index)
     # In event_id order: two workers inserting overlapping batches lock the unique index
     # entries in the same order, so neither waits for the other in a cycle.
-    rows = [_event_row(batch[index], now) for _, index in sorted(first.items())]
+    rows = [_event_row(batch[index], now, received_by) for _, index in sorted(first.items())]
+    if received_by is not None and is_sqlite(session):
+        # SQLite gives a new row the largest id plus one: after an erasure of the latest events
+        # it would hand their ids out again, at or below a stitcher's mark, and the stitcher
+        # would never read those events. Above both, then (the write lock is held).
+        floor = session.connection().execute(_SQLITE_ID_FLOOR).scalar_one()
+        for offset, row in enumerate(rows, 1):
+            row["id"] = floor + offset
     inserted = set(
         bulk.insert(session, EVENTS, rows, skip_conflicts_on="event_id", returning="event_id")
     )
     return [index for event_id, index in first.items() if event_id in inserted]
 
 
-def _event_row(item: Resolved, now: datetime) -> dict[str, Any]:
+def _event_row(item: Resolved, now: datetime, received_by: str | None) -> dict[str, Any]:
     event = item.event
     return {
         "event_id": event.event_id,
@@ -306,6 +389,7 @@ def _event_row(item: Resolved, now: datetime) -> dict[str, Any]:
         "distance_m": event.distance_m,
         "received_at": now,
         "source": item.source,
+        "received_by": received_by,
     }
 
 
@@ -370,10 +454,11 @@ def _latest_visits(session: Session, fresh: Sequence[Resolved]) -> dict[VisitKey
     return latest
 
 
-def _stitch_visits(
+def _plan_visits(
     session: Session, fresh: Sequence[Resolved], cached: Mapping[VisitKey, CachedVisit]
-) -> list[_WorkingVisit]:
-    """Stitch the new events onto visits, in order; the visit of each event.
+) -> tuple[list[_WorkingVisit], list[_WorkingVisit]]:
+    """Stitch the new events onto visits, in order, in memory: the visit of each event, and the
+    visits to write.
 
     ``cached``: the subjects' latest visits as far as known already; the others are read.
     """
@@ -419,8 +504,7 @@ def _stitch_visits(
         visit.state = stitched.visit
         touched[id(visit)] = visit
         of_event.append(visit)
-    _write_visits(session, list(touched.values()))
-    return of_event
+    return of_event, list(touched.values())
 
 
 def _cached(visit: _WorkingVisit) -> CachedVisit:

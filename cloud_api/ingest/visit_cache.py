@@ -7,10 +7,12 @@ it can tell that nobody else changed those visits. Only the ingest writes visits
 ever stitches onto a subject's latest one (the visit it opened last: see ``visits``), so a
 cached visit nobody else touched is the one a SELECT would find.
 
-- **SQLite**: the batch's connection tells, inside the batch's write transaction, with two
-  counters that cost no I/O: ``PRAGMA data_version`` changes when any other connection
-  (another worker, the HTTP API, an erasure) committed, and ``total_changes`` when anyone else
-  wrote through this one. Either change, or another connection, empties the cache.
+- **SQLite**: triggers count every change to a visit, by anyone (another worker, the HTTP
+  API, an erasure, a hand-written UPDATE), in ``visit_versions`` (migration 0011). The batch
+  reads the count inside its write transaction; if it is not what this process's last commit
+  left, the cache is emptied. It used to go by ``PRAGMA data_version``, which any commit to
+  any table changes: a stitcher process (``stitcher``) lost its cache to every commit of the
+  worker beside it, which stores events and never touches a visit.
 - **PostgreSQL**, where several workers commit the same subjects: an open cached visit is
   valid while its row is the version this worker wrote (``xmin``, the writing transaction):
   whoever stitched an event of that subject since updated it, even to open a new visit (which
@@ -24,10 +26,8 @@ cache as it was.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import sqlalchemy as sa
@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from cloud_api.ingest import bulk
 from cloud_api.ingest.visits import VisitState
 from cloud_api.store.db import is_sqlite
-from cloud_api.store.models import VISITS
+from cloud_api.store.models import VISITS, VisitVersion
 
 # store, "shopper" or the subject type, shopper id or subject ref
 VisitKey = tuple[str, str, str]
@@ -49,6 +49,8 @@ _XID = sa.text("SELECT txid_current() % 4294967296")
 _VERSIONS = sa.select(VISITS.c.id, sa.literal_column("xmin::text")).where(
     VISITS.c.id.in_(bulk.json_array("ids", sa.BigInteger()))
 )
+# SQLite: the count of changes to visits (built once).
+_VISITS_CHANGED = sa.select(VisitVersion.n).where(VisitVersion.id == 1)
 
 
 class CachedVisit(NamedTuple):
@@ -62,13 +64,6 @@ class CachedVisit(NamedTuple):
     version: str = ""
 
 
-@dataclass(frozen=True)
-class _Stamp:
-    connection: sqlite3.Connection
-    data_version: int
-    total_changes: int
-
-
 class VisitCache:
     """Thread-safe; one per ``PresenceService``."""
 
@@ -76,7 +71,8 @@ class VisitCache:
         self._max_entries = max_entries
         self._lock = threading.Lock()
         self._visits: dict[VisitKey, CachedVisit] = {}
-        self._stamp: _Stamp | None = None
+        # SQLite: the count of changes to visits that this process's last commit left.
+        self._changes: int | None = None
 
     def current(self, session: Session) -> Mapping[VisitKey, CachedVisit]:
         """The cached visits; call it in ``session``'s write transaction (``db.begin_write``)
@@ -88,16 +84,18 @@ class VisitCache:
             session.info[self] = None
             with self._lock:
                 return self._visits
-        connection = session.connection().connection.dbapi_connection
-        assert isinstance(connection, sqlite3.Connection)
-        data_version = connection.execute("PRAGMA data_version").fetchone()[0]
-        valid = _Stamp(connection, data_version, connection.total_changes)
+        changes = _visit_changes(session)
         with self._lock:
-            if self._stamp != valid:
-                self._visits, self._stamp = {}, None
+            if self._changes != changes:
+                self._visits, self._changes = {}, None
             visits = self._visits
-        session.info[self] = (visits, connection, data_version)
+        session.info[self] = visits
         return visits
+
+    def seen(self, session: Session) -> int | None:
+        """SQLite: the count of changes to visits as ``session`` sees it, which tells whether
+        what was worked out from the visits is still right later; None on PostgreSQL."""
+        return _visit_changes(session) if is_sqlite(session) else None
 
     def usable(
         self,
@@ -132,16 +130,18 @@ class VisitCache:
                     self._evict()
 
         else:
-            base, connection, data_version = taken
+            base = taken
             entries = {key_of(visit): visit for visit in visits}
+            # What this transaction leaves: it holds the write lock, nobody else changes it.
+            changes = _visit_changes(session)
 
             def committed(_: Session) -> None:
                 with self._lock:
                     if self._visits is not base:
-                        return  # another transaction emptied the cache meanwhile: its stamp rules
+                        return  # another transaction emptied the cache meanwhile: its count rules
                     base.update(entries)
                     self._evict()
-                    self._stamp = _Stamp(connection, data_version, connection.total_changes)
+                    self._changes = changes
 
         event.listen(session, "after_commit", committed, once=True)
 
@@ -157,3 +157,7 @@ def key_of(visit: CachedVisit) -> VisitKey:
     if visit.shopper_id is not None:
         return (visit.store_id, "shopper", visit.shopper_id)
     return (visit.store_id, visit.subject_type, visit.subject_ref)
+
+
+def _visit_changes(session: Session) -> int:
+    return int(session.connection().execute(_VISITS_CHANGED).scalar_one())

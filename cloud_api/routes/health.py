@@ -46,5 +46,6 @@ def metrics(request: Request, consumer: ConsumerDep) -> Response:
     registry = getattr(request.app.state, "metrics_registry", None)
     if registry is None:
         writer = getattr(request.app.state, "timeseries", None)
-        registry = request.app.state.metrics_registry = metrics_registry(consumer, writer)
+        stitch = getattr(request.app.state, "stitch_metrics", None)
+        registry = request.app.state.metrics_registry = metrics_registry(consumer, writer, stitch)
     return Response(render(registry), media_type=CONTENT_TYPE_LATEST)

@@ -153,6 +153,9 @@ class PresenceEventRow(Base):
     received_at: Mapped[datetime]
     # gateway: a gateway saw the subject; app: the shopper app's region monitoring checked in.
     source: Mapped[str] = mapped_column(sa.String(8), server_default="gateway")
+    # The ingest worker (its MQTT client id) whose stitcher process makes visits of the event;
+    # None when the worker stitched it in the same transaction (see ingest.stitcher).
+    received_by: Mapped[str | None] = mapped_column(sa.String(128))
 
 
 # The events as a Core table, as VISITS below.
@@ -612,3 +615,32 @@ class TimeSeriesPoint(Base):
     ts: Mapped[datetime]
     tags: Mapped[dict[str, Any]]
     fields: Mapped[dict[str, Any]]
+
+
+class StitchMark(Base):
+    """How far a worker's stitcher process got through the events its receiver stored.
+
+    Events are stitched in id order, and one receiver's transactions follow each other, so
+    everything up to ``stitched_to`` has its visits and offers; the time-series points of
+    everything up to ``points_to`` are written or buffered on disk.
+    """
+
+    __tablename__ = "stitch_marks"
+
+    worker: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    stitched_to: Mapped[int] = mapped_column(sa.BigInteger)
+    points_to: Mapped[int] = mapped_column(sa.BigInteger)
+    updated_at: Mapped[datetime]
+
+
+STITCH_MARKS: sa.Table = Base.metadata.tables[StitchMark.__tablename__]
+
+
+class VisitVersion(Base):
+    """One row, counting every change to ``visits`` on SQLite (triggers; see migration 0011
+    and ``ingest.visit_cache``). Unused on PostgreSQL."""
+
+    __tablename__ = "visit_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    n: Mapped[int] = mapped_column(sa.BigInteger)

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud_api.config import CloudSettings
 from cloud_api.ingest.consumer import CommittedBatch
+from cloud_api.ingest.presence_service import PresenceOutcome
 from cloud_api.match.decide import Outcome, Verdict
 from cloud_api.timeseries.buffer import DiskBuffer
 from cloud_api.timeseries.occupancy import snapshot_occupancy
@@ -119,23 +120,35 @@ class TimeSeriesHistograms:
 def facts_of(batch: CommittedBatch) -> list[Fact]:
     """What a committed ingest batch means for the time series."""
     facts: list[Fact] = []
-    for event, outcome in zip(batch.events, batch.outcomes, strict=True):
-        facts.append(PresenceFact(event, opened_visit=outcome.opened_visit))
-        notification = outcome.notification
-        sent = notification is not None and notification.notification_id in batch.sent
-        for verdict in outcome.verdicts:
-            if verdict.outcome == Outcome.INELIGIBLE:
-                continue
-            kinds = [OfferOutcome.DECIDED]
-            if verdict.outcome == Outcome.HELD_OUT:
-                kinds = [OfferOutcome.HELD_OUT]
-            elif sent:
-                kinds.append(OfferOutcome.SENT)
-            facts.extend(offer_facts(event, verdict, kinds))
-    # The same points again (they overwrite themselves): the worker that stored these events
-    # may have died before it wrote them.
-    facts.extend(PresenceFact(event, opened_visit=opened) for event, opened in batch.redelivered)
+    # Else the stitcher process's batches carry the events' facts.
+    if batch.stitched:
+        for event, outcome in zip(batch.events, batch.outcomes, strict=True):
+            facts.append(PresenceFact(event, opened_visit=outcome.opened_visit))
+            facts.extend(_offer_facts_of(event, outcome, batch.sent))
+        # The same points again (they overwrite themselves): the worker that stored these
+        # events may have died before it wrote them.
+        facts.extend(
+            PresenceFact(event, opened_visit=opened) for event, opened in batch.redelivered
+        )
     facts.extend(batch.statuses)
+    return facts
+
+
+def _offer_facts_of(
+    event: PresenceEvent, outcome: PresenceOutcome, sent: frozenset[str]
+) -> list[OfferFact]:
+    notification = outcome.notification
+    was_sent = notification is not None and notification.notification_id in sent
+    facts: list[OfferFact] = []
+    for verdict in outcome.verdicts:
+        if verdict.outcome == Outcome.INELIGIBLE:
+            continue
+        kinds = [OfferOutcome.DECIDED]
+        if verdict.outcome == Outcome.HELD_OUT:
+            kinds = [OfferOutcome.HELD_OUT]
+        elif was_sent:
+            kinds.append(OfferOutcome.SENT)
+        facts.extend(offer_facts(event, verdict, kinds))
     return facts
 
 
