@@ -66,6 +66,7 @@ def create_app(settings: CloudSettings | None = None) -> FastAPI:
                     sessions, settings.mqtt_client_id, stitcher
                 )
         app.state.consumer = consumer
+        app.state.stitcher = stitcher
         outbox = outbox_sender(settings, sessions, consumer)
         outbox.start()
         app.state.outbox = outbox
@@ -82,6 +83,7 @@ def create_app(settings: CloudSettings | None = None) -> FastAPI:
             else:
                 await asyncio.to_thread(timeseries.stop)
             app.state.consumer = None
+            app.state.stitcher = None
             app.state.timeseries = None
             engine.dispose()
 
@@ -89,6 +91,7 @@ def create_app(settings: CloudSettings | None = None) -> FastAPI:
     app.state.context = context
     app.state.consumer = None
     app.state.timeseries = None
+    app.state.stitcher = None
     app.state.stitch_metrics = None
     install_problem_handlers(app)
     install_openapi(app)

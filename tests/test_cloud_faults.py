@@ -158,6 +158,19 @@ class CloudWorker:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def stitcher_pid(self) -> int:
+        """The pid of its stitcher process (``STORELINK_INGEST_STITCHER=process``)."""
+        assert self.process is not None
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        stitchers = [
+            int(child)
+            for child in children
+            if "spawn_main" in Path(f"/proc/{child}/cmdline").read_text(errors="replace")
+        ]
+        assert len(stitchers) == 1, f"worker {self.name}'s children: {children}"
+        return stitchers[0]
+
 
 def started_publisher(url: str, outbox: Path) -> MqttPublisher:
     """The store's gateway's publisher, connected, with its outbox at ``outbox``."""
@@ -246,8 +259,22 @@ def sql_events(postgres: Postgres) -> tuple[int, int, set[str]]:
         engine.dispose()
 
 
+def sql_visits(postgres: Postgres) -> tuple[int, int]:
+    """Visits, and distinct subjects among them (each event is its own subject's entry)."""
+    engine = sa.create_engine(postgres.url)
+    try:
+        with engine.connect() as connection:
+            visits, subjects = connection.execute(
+                sa.text("SELECT count(*), count(DISTINCT subject_ref) FROM visits")
+            ).one()
+        return int(visits), int(subjects)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("stitcher", ["inline", "process"])
 def test_broker_restart_worker_kill_database_and_influx_outages_lose_and_double_nothing(
-    postgres: Postgres, tmp_path: Path
+    postgres: Postgres, tmp_path: Path, stitcher: str
 ) -> None:
     started = time.monotonic()
     broker = Broker(tmp_path / "mosquitto")
@@ -268,6 +295,7 @@ def test_broker_restart_worker_kill_database_and_influx_outages_lose_and_double_
             "STORELINK_INFLUX_URL": influxd.url,
             "STORELINK_INFLUX_API": "v1",
             "STORELINK_INFLUX_DATABASE": INFLUX_DB,
+            "STORELINK_INGEST_STITCHER": stitcher,
         }
         workers = {name: CloudWorker(name, env, tmp_path).start() for name in ("a", "b")}
         stack.callback(lambda: [w.stop() for w in workers.values()])
@@ -292,6 +320,12 @@ def test_broker_restart_worker_kill_database_and_influx_outages_lose_and_double_
         wait_for(workers["a"].ready, 60, "the replacement worker ready")
         time.sleep(2)
 
+        if stitcher == "process":
+            # Worker b's stitcher dies; b goes on storing, and starts another one.
+            stream.phase = "stitcher-killed"
+            os.kill(workers["b"].stitcher_pid(), signal.SIGKILL)
+            time.sleep(3)
+
         stream.phase = "database-down"
         postgres.stop()
         time.sleep(DATABASE_OUTAGE_S)
@@ -315,6 +349,7 @@ def test_broker_restart_worker_kill_database_and_influx_outages_lose_and_double_
             "steady",
             "broker-restart",
             "worker-killed",
+            *(["stitcher-killed"] if stitcher == "process" else []),
             "database-down",
             "influx-down",
             "recovered",
@@ -349,6 +384,8 @@ def test_broker_restart_worker_kill_database_and_influx_outages_lose_and_double_
         rows, distinct, ids = sql_events(postgres)
         assert (rows, distinct) == (len(published), len(published))
         assert ids == set(published)
+        # Each event stitched once: a visit of its own subject.
+        assert sql_visits(postgres) == (len(published), len(published))
         # Exactly once: InfluxDB counts one point per event, per measurement and fault.
         assert influx_counts(reader, "events", "presence") == expected
         assert influx_counts(reader, "entries", "footfall") == expected

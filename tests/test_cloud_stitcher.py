@@ -4,7 +4,9 @@ PostgreSQL server."""
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,12 +15,15 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud_api.app import create_app
 from cloud_api.config import CloudSettings
 from cloud_api.ingest.consumer import CommittedBatch
 from cloud_api.ingest.directory import ShopperDirectory
 from cloud_api.ingest.presence_service import PresenceService
+from cloud_api.ingest.resolve import shopper_token_ref
 from cloud_api.ingest.stitcher import Stitcher, stitch_lag
 from cloud_api.match.offer_policy import offer_policy
 from cloud_api.store.db import begin_write, make_engine, make_sessionmaker
@@ -26,7 +31,20 @@ from cloud_api.store.migrate import upgrade_database
 from cloud_api.store.models import EVENTS, STITCH_MARKS, VISITS
 from cloud_api.timeseries.points import PresenceFact
 from cloud_api.timeseries.writer import facts_of
-from storelink.wire import PresenceEvent, PresenceKind, Subject, SubjectType
+from storelink.tokens import token_window
+from storelink.wire import (
+    TOPIC_ROOT,
+    OfferNotification,
+    PresenceEvent,
+    PresenceKind,
+    Subject,
+    SubjectType,
+    notification_topic,
+)
+from tests.helpers import ADMIN_HEADERS, MqttRecorder, wait_for
+from tests.services import Mosquitto
+from tests.test_cloud_api import cart_body, post_signed, register
+from tests.test_cloud_ingest import enter, send, settings_for
 
 T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 WORKER = "cloud-a"
@@ -326,3 +344,81 @@ def test_a_visit_changed_while_the_batch_was_worked_out_is_stitched_again(
     ((*_, ended_at, zones, _),) = database.visits()
     assert (ended_at, zones) == (T0 + timedelta(seconds=90), ["entrance", "till"])
     assert stitcher.counters.replanned == 1
+
+
+# --- the app, with its stitcher process ---------------------------------------------------------
+
+
+def split_settings(url: str, tmp_path: Path) -> CloudSettings:
+    return settings_for(url, tmp_path).model_copy(
+        update={"ingest_stitcher": "process", "ingest_stitch_poll_s": 0.01}
+    )
+
+
+def sql_count(database_url: str, sql: str) -> int:
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(sa.text(sql)).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_the_app_with_a_stitcher_process_makes_visits_and_offers_and_survives_its_death(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    listener = MqttRecorder(mosquitto.url, f"{TOPIC_ROOT}/shoppers/+/notifications")
+    settings = split_settings(mosquitto.url, tmp_path)
+    app = create_app(settings)
+    with TestClient(app, headers=ADMIN_HEADERS) as client:
+        consumer = app.state.consumer
+        assert consumer.wait_until_subscribed(10)
+        shopper = register(client)
+        shopper_id = shopper["shopper_id"]
+        now = datetime.now(UTC)
+        cart = cart_body(shopper_id, now - timedelta(hours=3))
+        assert post_signed(client, cart).status_code == 202
+        ref = shopper_token_ref(bytes.fromhex(shopper["app_key"]), token_window(now.timestamp()))
+
+        send(mosquitto.url, enter(Subject(type=SubjectType.APP, ref=ref), now))
+
+        # The offer is made by the stitcher and sent by the worker's outbox sender.
+        offers = wait_for(
+            lambda: client.get("/v1/offers", params={"shopper_id": shopper_id}).json()["items"]
+        )
+        received = wait_for(lambda: listener.on(notification_topic(shopper_id)))
+        assert OfferNotification.model_validate_json(received[0]).offer_code == offers[0]["code"]
+        (visit,) = client.get("/v1/visits", params={"store_id": "store-1"}).json()["items"]
+        assert offers[0]["visit_id"] == visit["id"]
+        assert consumer.counters.presence_events == 1
+        metrics = client.get("/metrics").text
+        assert "storelink_stitch_lag_events 0.0" in metrics
+
+        # The stitcher dies; the worker goes on storing, and a new stitcher catches up.
+        stitcher = app.state.stitcher
+        os.kill(stitcher.pid, signal.SIGKILL)
+        walkers = [Subject(type=SubjectType.ANONYMOUS, ref=f"anon-{n}") for n in range(20)]
+        for subject in walkers:
+            send(mosquitto.url, enter(subject, now))
+            exit_ = enter(subject, now + timedelta(seconds=40), kind=PresenceKind.EXIT)
+            send(mosquitto.url, exit_.model_copy(update={"dwell_s": 40.0}))
+        wait_for(lambda: consumer.counters.presence_events == 41, 20, "every event stored")
+        wait_for(lambda: stitcher.restarts == 1, 20, "the stitcher started again")
+        wait_for(
+            lambda: (
+                len(client.get("/v1/visits", params={"store_id": "store-1"}).json()["items"]) == 21
+            ),
+            30,
+            "every visit stitched",
+        )
+        visits = client.get("/v1/visits", params={"store_id": "store-1"}).json()["items"]
+        assert all(v["ended_at"] is not None for v in visits if v["subject_type"] == "anonymous")
+        assert "storelink_stitch_restarts_total 1.0" in client.get("/metrics").text
+    # Every store entry counted once in the time series, the stitcher's death notwithstanding.
+    footfall = sql_count(
+        settings.database_url,
+        "SELECT count(*) FROM timeseries_points WHERE measurement = 'footfall'",
+    )
+    assert footfall == 21
+    assert sql_count(settings.database_url, "SELECT count(*) FROM visits") == 21
+    listener.close()
