@@ -31,17 +31,28 @@ subscription and committing to the one database:
   commit, so it bounds broker-to-commit latency from above. ``publisher_cpu_us_per_event``:
   what the load generator cost meanwhile.
 
+With ``--stitcher process`` (the default runs both) each worker is two processes, as
+``STORELINK_INGEST_STITCHER=process`` makes it: the worker stores and acknowledges the events,
+and its stitcher process reads them back and makes the visits and offers (see
+``cloud_api/ingest/stitcher.py``). ``ingest_events_per_s`` and ``ingest_latency_*`` then
+measure the worker's commits, which is when an event is safe and acknowledged, and two more
+figures measure the stitcher: ``stitch_events_per_s`` (from the workers' start to the last
+event stitched, with ``stitcher_cpu_us_per_event``) and ``stitch_latency_p50_ms`` /
+``stitch_latency_p99_ms`` (from the publisher's hand to the stitcher's commit, the time by
+which an event's visit and offer exist).
+
 The publisher is a separate process, as gateways are, publishing QoS 1 on 200 gateways' topics
 (100 stores) with ``bench/load/lean_publisher.py``: paho's client would spend as much CPU per
 message as the worker, on the same two cores. The events are a realistic mix: 60% anonymous
 phones, 30% shopper-app tokens (a third of them registered shoppers, half of those with an
 abandoned cart, so offers are decided and made), 10% beacons; each of 3,000 people in the
-stores enters, dwells a few times and exits, interleaved with the others.
+stores enters, dwells a few times and exits, interleaved with the others; a registered shopper
+is in one store at a time.
 
 Run with ``.venv/bin/python bench/ingest.py [--events N] [--rates R ...] [--workers 1 2]
-[--database sqlite|postgresql|both] [--batch-size B]``; needs mosquitto and PostgreSQL's
-initdb/pg_ctl (``make system-deps``). Other load on the machine shows in the wall-clock
-figures: run it on a quiet machine, and compare ``cpu_us_per_event``.
+[--database sqlite|postgresql|both] [--stitcher inline process] [--batch-size B]``; needs
+mosquitto and PostgreSQL's initdb/pg_ctl (``make system-deps``). Other load on the machine
+shows in the wall-clock figures: run it on a quiet machine, and compare ``cpu_us_per_event``.
 """
 
 from __future__ import annotations
@@ -317,7 +328,6 @@ def stitch(
     stop.wait(TIMEOUT_S)
     stitcher.stop(TIMEOUT_S)
     cpu = time.process_time() - cpu
-    print(f"stitcher {worker}: {stitcher.counters}", file=sys.stderr, flush=True)
     report.put(("stitch-done", worker, 0, cpu))
     report.put(("stitch-latencies", worker, latencies, 0.0))
     engine.dispose()

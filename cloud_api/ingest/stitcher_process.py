@@ -73,7 +73,12 @@ def serve(settings: CloudSettings, parent_pid: int) -> None:
     stitcher.stop(STOP_TIMEOUT_S)
     writer.stop()
     engine.dispose()
-    logger.info("stitcher of %s stopped at event %d", settings.mqtt_client_id, stitcher.stitched_to)
+    logger.info(
+        "stitcher of %s stopped at event %d: %s",
+        settings.mqtt_client_id,
+        stitcher.stitched_to,
+        stitcher.counters,
+    )
 
 
 class StitcherProcess:
