@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from pydantic import BaseModel
@@ -115,8 +115,9 @@ class StitchCounters:
     processing_errors: int = 0
 
 
-@dataclass(frozen=True)
-class StoredEvent:
+class StoredEvent(NamedTuple):
+    """A tuple rather than a frozen dataclass, three times as fast to build: one per event."""
+
     id: int
     event: PresenceEvent
     source: str
