@@ -39,7 +39,8 @@ measure the worker's commits, which is when an event is safe and acknowledged, a
 figures measure the stitcher: ``stitch_events_per_s`` (from the workers' start to the last
 event stitched, with ``stitcher_cpu_us_per_event``) and ``stitch_latency_p50_ms`` /
 ``stitch_latency_p99_ms`` (from the publisher's hand to the stitcher's commit, the time by
-which an event's visit and offer exist).
+which an event's visit and offer exist; ``stitch_latency_second_half_*`` over the events stitched
+last, once the stitcher that started cold with the run has worked off what queued meanwhile).
 
 The publisher is a separate process, as gateways are, publishing QoS 1 on 200 gateways' topics
 (100 stores) with ``bench/load/lean_publisher.py``: paho's client would spend as much CPU per
@@ -318,6 +319,9 @@ def stitch(
     def on_commit(batch: CommittedBatch) -> None:
         latencies.extend(batch.committed_at - event.ts.timestamp() for event in batch.events)
         report.put(("stitched", worker, len(batch.events), batch.committed_at))
+        # No time series here: the batch's points are as safe as they will be.
+        if batch.acknowledge is not None:
+            batch.acknowledge()
 
     stitcher = Stitcher(settings, service, sessions, settings.mqtt_client_id, on_commit=on_commit)
     report.put(("ready", worker, 0, 0.0))
@@ -751,11 +755,16 @@ def bench_database(
                     )
                 ]
                 if phase.stitchers:
+                    # A stitcher starts cold (no visits cached, statements not prepared) and
+                    # works off what queued meanwhile: the second half is its steady state.
+                    late = phase.stitch_latencies[len(phase.stitch_latencies) // 2 :]
                     figures += [
-                        (metric, share, phase.stitch_latencies)
-                        for share, metric in (
-                            (0.5, "stitch_latency_p50_ms"),
-                            (0.99, "stitch_latency_p99_ms"),
+                        (metric, share, latencies)
+                        for latencies, share, metric in (
+                            (phase.stitch_latencies, 0.5, "stitch_latency_p50_ms"),
+                            (phase.stitch_latencies, 0.99, "stitch_latency_p99_ms"),
+                            (late, 0.5, "stitch_latency_second_half_p50_ms"),
+                            (late, 0.99, "stitch_latency_second_half_p99_ms"),
                         )
                     ]
                 for metric, share, latencies in figures:
@@ -767,6 +776,18 @@ def bench_database(
                         rate=achieved,
                         events=count_at_rate,
                         batch_size=batching.size,
+                        worker_cpu_us_per_event=round(
+                            (phase.cpu_s - phase.stitch_cpu_s) / count_at_rate * 1e6, 1
+                        ),
+                        **(
+                            {
+                                "stitcher_cpu_us_per_event": round(
+                                    phase.stitch_cpu_s / count_at_rate * 1e6, 1
+                                )
+                            }
+                            if phase.stitchers
+                            else {}
+                        ),
                         publisher_cpu_us_per_event=round(publisher_cpu / count_at_rate * 1e6, 1),
                         load_average=round(os.getloadavg()[0], 2),
                     )
