@@ -27,6 +27,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -245,31 +246,25 @@ def influx_counts(reader: InfluxQL, field_name: str, measurement: str) -> dict[s
     return {s.tags["zone"]: int(s.rows()[0]["count"]) for s in series}
 
 
-def sql_events(postgres: Postgres) -> tuple[int, int, set[str]]:
-    """Rows, distinct event ids, and the event ids, of the stored presence events."""
+def sql_rows(postgres: Postgres, sql: str) -> list[tuple[Any, ...]]:
     engine = sa.create_engine(postgres.url)
     try:
         with engine.connect() as connection:
-            rows, distinct = connection.execute(
-                sa.text("SELECT count(*), count(DISTINCT event_id) FROM presence_events")
-            ).one()
-            ids = set(connection.scalars(sa.text("SELECT event_id FROM presence_events")))
-        return int(rows), int(distinct), ids
+            return [tuple(row) for row in connection.execute(sa.text(sql))]
     finally:
         engine.dispose()
+
+
+def sql_events(postgres: Postgres) -> tuple[int, int, set[str]]:
+    """Rows, distinct event ids, and the event ids, of the stored presence events."""
+    ids = [row[0] for row in sql_rows(postgres, "SELECT event_id FROM presence_events")]
+    return len(ids), len(set(ids)), set(ids)
 
 
 def sql_visits(postgres: Postgres) -> tuple[int, int]:
     """Visits, and distinct subjects among them (each event is its own subject's entry)."""
-    engine = sa.create_engine(postgres.url)
-    try:
-        with engine.connect() as connection:
-            visits, subjects = connection.execute(
-                sa.text("SELECT count(*), count(DISTINCT subject_ref) FROM visits")
-            ).one()
-        return int(visits), int(subjects)
-    finally:
-        engine.dispose()
+    refs = [row[0] for row in sql_rows(postgres, "SELECT subject_ref FROM visits")]
+    return len(refs), len(set(refs))
 
 
 @pytest.mark.parametrize("stitcher", ["inline", "process"])
