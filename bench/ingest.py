@@ -332,7 +332,8 @@ def stitch(
     stop.wait(TIMEOUT_S)
     stitcher.stop(TIMEOUT_S)
     cpu = time.process_time() - cpu
-    report.put(("stitch-done", worker, 0, cpu))
+    counters = stitcher.counters
+    report.put(("stitch-done", worker, (counters.batches, counters.replanned), cpu))
     report.put(("stitch-latencies", worker, latencies, 0.0))
     engine.dispose()
 
@@ -372,6 +373,7 @@ class Phase:
         self.last_commit = self.last_stitch = 0.0
         self.cpu_s = 0.0
         self.stitch_cpu_s = 0.0
+        self.stitch_batches = self.replanned = 0
         self.duplicates = 0
         self.latencies: list[float] = []
         self.stitch_latencies: list[float] = []
@@ -427,11 +429,14 @@ class Phase:
                 self._commit((kind, _, value, cpu))
                 continue
             seen[kind] += 1
-            if kind in ("done", "stitch-done"):
+            if kind == "done":
                 self.duplicates += value
                 self.cpu_s += cpu
-                if kind == "stitch-done":
-                    self.stitch_cpu_s += cpu
+            elif kind == "stitch-done":
+                self.cpu_s += cpu
+                self.stitch_cpu_s += cpu
+                self.stitch_batches += value[0]
+                self.replanned += value[1]
             elif kind == "latencies":
                 self.latencies.extend(value)
             elif kind == "stitch-latencies":
@@ -783,7 +788,9 @@ def bench_database(
                             {
                                 "stitcher_cpu_us_per_event": round(
                                     phase.stitch_cpu_s / count_at_rate * 1e6, 1
-                                )
+                                ),
+                                "stitch_batches": phase.stitch_batches,
+                                "replanned": phase.replanned,
                             }
                             if phase.stitchers
                             else {}
