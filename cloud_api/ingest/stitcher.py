@@ -80,14 +80,11 @@ _ANY_STORED = sa.text(
 _UNSTITCHED = sa.text(
     "SELECT count(*) FROM presence_events WHERE id > :after AND received_by = :worker"
 )
-_STITCHED_TO = sa.select(STITCH_MARKS.c.stitched_to).where(
+_MARKS = sa.select(STITCH_MARKS.c.stitched_to, STITCH_MARKS.c.points_to).where(
     STITCH_MARKS.c.worker == sa.bindparam("worker")
 )
-_MARK = (
-    sa.select(STITCH_MARKS.c.stitched_to, STITCH_MARKS.c.points_to)
-    .where(STITCH_MARKS.c.worker == sa.bindparam("worker"))
-    .with_for_update()
-)
+# In the stitching transaction: a second stitcher of the same worker waits for the commit.
+_MARK = _MARKS.with_for_update()
 _MOVE_MARK = (
     sa.update(STITCH_MARKS)
     .where(STITCH_MARKS.c.worker == sa.bindparam("of_worker"))
@@ -199,8 +196,9 @@ def stitch_lag(session: Session, worker: str) -> int:
     """Events ``worker`` stored that its stitcher has not stitched yet (it reads them by id
     from its mark on, so this costs as much as the lag is long)."""
     connection = session.connection()
-    mark = connection.execute(_STITCHED_TO, {"worker": worker}).scalar() or 0
-    return int(connection.execute(_UNSTITCHED, {"after": mark, "worker": worker}).scalar_one())
+    marks = connection.execute(_MARKS, {"worker": worker}).first()
+    after = marks.stitched_to if marks is not None else 0
+    return int(connection.execute(_UNSTITCHED, {"after": after, "worker": worker}).scalar_one())
 
 
 class Stitcher:
@@ -333,8 +331,8 @@ class Stitcher:
         is taken, so that the worker beside it waits for the writes alone; with the mark they
         start after."""
         with self._sessions() as session:
-            mark = session.connection().execute(_MARK, {"worker": self.worker}).first()
-            after = int(mark.stitched_to) if mark is not None else 0
+            marks = session.connection().execute(_MARKS, {"worker": self.worker}).first()
+            after = int(marks.stitched_to) if marks is not None else 0
             stored = read_stored(session, self.worker, after, self._batch_size)
             plan = self._service.plan(session, self._resolve(session, stored))
         return after, stored, plan
@@ -393,7 +391,7 @@ class Stitcher:
         """Derive again the points of the events stitched before a crash whose points were
         not reported safe, then go on from the mark."""
         with self._sessions() as session:
-            row = session.connection().execute(_MARK, {"worker": self.worker}).first()
+            row = session.connection().execute(_MARKS, {"worker": self.worker}).first()
             stitched_to, points_to = (int(row[0]), int(row[1])) if row else (0, 0)
             after = points_to
             while after < stitched_to:
