@@ -51,9 +51,10 @@ stores enters, dwells a few times and exits, interleaved with the others; a regi
 is in one store at a time.
 
 Run with ``.venv/bin/python bench/ingest.py [--events N] [--rates R ...] [--workers 1 2]
-[--database sqlite|postgresql|both] [--stitcher inline process] [--batch-size B]``; needs
-mosquitto and PostgreSQL's initdb/pg_ctl (``make system-deps``). Other load on the machine
-shows in the wall-clock figures: run it on a quiet machine, and compare ``cpu_us_per_event``.
+[--database sqlite|postgresql|both] [--stitcher inline process] [--batch-size B]
+[--stitch-batch-size S]``; needs mosquitto and PostgreSQL's initdb/pg_ctl (``make
+system-deps``). Other load on the machine shows in the wall-clock figures: run it on a quiet
+machine, and compare ``cpu_us_per_event``.
 """
 
 from __future__ import annotations
@@ -243,6 +244,7 @@ def publish(url: str, stream: Stream, rate: float | None, result: Any) -> None:
 class Batching:
     size: int
     wait_s: float
+    stitch_size: int
 
 
 def settings_for(
@@ -255,6 +257,7 @@ def settings_for(
         mqtt_client_id=f"bench-worker-{worker}",
         ingest_batch_size=batching.size,
         ingest_batch_wait_s=batching.wait_s,
+        ingest_stitch_batch_size=batching.stitch_size,
         ingest_stitcher=stitcher,
     )
 
@@ -838,6 +841,7 @@ def main() -> None:
     parser.add_argument(
         "--batch-wait", type=float, default=defaults.ingest_batch_wait_s, help="seconds"
     )
+    parser.add_argument("--stitch-batch-size", type=int, default=defaults.ingest_stitch_batch_size)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument(
@@ -848,7 +852,7 @@ def main() -> None:
         help="stitch in the worker's transaction, or in a stitcher process beside each worker",
     )
     args = parser.parse_args()
-    batching = Batching(args.batch_size, args.batch_wait)
+    batching = Batching(args.batch_size, args.batch_wait, args.stitch_batch_size)
     batch_costs()
     if args.database in ("sqlite", "both"):
         with tempfile.TemporaryDirectory(prefix="storelink-bench-") as tmp:

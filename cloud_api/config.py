@@ -121,6 +121,14 @@ class CloudSettings(StorelinkSettings):
         "stitcher process beside it stitches them from the events table, so that the two use "
         "two CPU cores (offers then reach the shopper through the outbox, within about a second)",
     )
+    ingest_stitch_batch_size: int = Field(
+        default=3000,
+        ge=1,
+        le=20000,
+        description="with the stitcher process: most events it stitches in one transaction; "
+        "larger batches cost it less per event, and hold SQLite's write lock longer while the "
+        "worker beside it waits",
+    )
     ingest_stitch_poll_s: float = Field(
         default=0.005,
         gt=0,

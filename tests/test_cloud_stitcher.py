@@ -203,7 +203,7 @@ def test_stored_events_are_stitched_into_the_visits_the_worker_would_have_made(
     database: Database, reference: Database
 ) -> None:
     events = shoppers_walking(60)
-    stitcher = database.stitcher(ingest_batch_size=37)
+    stitcher = database.stitcher(ingest_stitch_batch_size=37)
     for batch in in_batches(events, 50):
         assert database.record(batch) == len(batch)
         reference.apply(batch)
@@ -246,7 +246,10 @@ def test_two_stitchers_of_one_worker_stitch_each_event_once(database: Database) 
     # The old one still finishing while its replacement starts: each reads the mark in its
     # stitching transaction, so whichever comes second finds the events stitched.
     events = shoppers_walking(30, seed=11)
-    old, new = database.stitcher(ingest_batch_size=25), database.stitcher(ingest_batch_size=25)
+    old, new = (
+        database.stitcher(ingest_stitch_batch_size=25),
+        database.stitcher(ingest_stitch_batch_size=25),
+    )
     for batch in in_batches(events, 40):
         database.record(batch)
         old.stitcher.step()

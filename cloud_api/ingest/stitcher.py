@@ -220,7 +220,7 @@ class Stitcher:
         self._service = service
         self._sessions = sessions
         self._on_commit = on_commit
-        self._batch_size = settings.ingest_batch_size
+        self._batch_size = settings.ingest_stitch_batch_size
         # SQLite has one writer at a time: the work that needs no lock is done before it.
         self._plan_first = sessions.kw["bind"].dialect.name == "sqlite"
         self._poll_s = settings.ingest_stitch_poll_s
