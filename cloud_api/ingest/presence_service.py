@@ -235,10 +235,11 @@ class PresenceService:
         """What ``stitch`` would write for ``stored``, worked out in memory from what ``session``
         sees, without taking SQLite's write lock: ``apply_plan`` then writes it under the lock,
         if no visit changed meanwhile."""
-        # Read first: a visit changed while the plan is made (SQLite reads each statement
-        # afresh outside a write transaction) changes the count after it, and voids the plan.
+        # Read first, and the cache judged by it: a visit changed while the plan is made (SQLite
+        # reads each statement afresh outside a write transaction) changes the count after it,
+        # and voids the plan.
         changes = self._visits.seen(session)
-        cached = self._visits.current(session)
+        cached = self._visits.current(session, changes)
         known = self._visits.usable(session, cached, {item.visit_key for item in stored})
         return StitchPlan(stored, *_plan_visits(session, stored, known), changes)
 
@@ -249,7 +250,7 @@ class PresenceService:
         visit changed since it was made (``stitch`` it again)."""
         if plan.visit_changes is None or self._visits.seen(session) != plan.visit_changes:
             return None
-        self._visits.current(session)
+        self._visits.current(session, plan.visit_changes)
         return self._write(session, plan, now)
 
     def _write(self, session: Session, plan: StitchPlan, now: datetime) -> list[PresenceOutcome]:

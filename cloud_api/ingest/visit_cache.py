@@ -74,17 +74,21 @@ class VisitCache:
         # SQLite: the count of changes to visits that this process's last commit left.
         self._changes: int | None = None
 
-    def current(self, session: Session) -> Mapping[VisitKey, CachedVisit]:
+    def current(
+        self, session: Session, changes: int | None = None
+    ) -> Mapping[VisitKey, CachedVisit]:
         """The cached visits; call it in ``session``'s write transaction (``db.begin_write``)
         before the transaction writes anything, then ``usable`` and ``commit_later``.
 
         On SQLite, empty when they may be stale; on PostgreSQL ``usable`` checks them.
+        ``changes``: what ``seen`` just read in this session, so as not to read it again.
         """
         if not is_sqlite(session):
             session.info[self] = None
             with self._lock:
                 return self._visits
-        changes = _visit_changes(session)
+        if changes is None:
+            changes = _visit_changes(session)
         with self._lock:
             if self._changes != changes:
                 self._visits, self._changes = {}, None
