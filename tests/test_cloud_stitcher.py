@@ -22,7 +22,7 @@ from cloud_api.app import create_app
 from cloud_api.config import CloudSettings
 from cloud_api.ingest.consumer import CommittedBatch
 from cloud_api.ingest.directory import ShopperDirectory
-from cloud_api.ingest.presence_service import PresenceService
+from cloud_api.ingest.presence_service import PresenceService, event_rows
 from cloud_api.ingest.resolve import shopper_token_ref
 from cloud_api.ingest.stitcher import Stitcher, stitch_lag
 from cloud_api.match.offer_policy import offer_policy
@@ -62,10 +62,11 @@ class Database:
 
     def record(self, events: Sequence[PresenceEvent], worker: str = WORKER) -> int:
         """Store ``events`` as ``worker``'s receiving process does; how many were new."""
+        with self.sessions() as session:
+            rows = event_rows(self.service.resolve(events, session=session), NOW, worker)
         with self.sessions.begin() as session:
             begin_write(session)
-            resolved = self.service.resolve(events, session=session)
-            outcomes = self.service.record(session, resolved, NOW, worker)
+            outcomes = self.service.record(session, rows)
         return sum(not outcome.duplicate for outcome in outcomes)
 
     def apply(self, events: Sequence[PresenceEvent]) -> None:

@@ -64,7 +64,12 @@ from cloud_api.config import CloudSettings
 from cloud_api.ingest.beacon_health import record_beacon_report
 from cloud_api.ingest.gateway_status import record_gateway_status
 from cloud_api.ingest.mqtt_client import BufferedClient, make_consumer_client
-from cloud_api.ingest.presence_service import PresenceOutcome, PresenceService
+from cloud_api.ingest.presence_service import (
+    EventRows,
+    PresenceOutcome,
+    PresenceService,
+    event_rows,
+)
 from cloud_api.ingest.retry import until_committed
 from cloud_api.notify.outbox import MQTT_CHANNEL, DeliveryError, mark_sent_in
 from cloud_api.store.checkpoint import WalCheckpointer
@@ -620,13 +625,14 @@ class PresenceConsumer:
         statuses = [message for _, message in parsed if isinstance(message, GatewayStatus)]
         reports = [message for _, message in parsed if isinstance(message, BeaconFleetReport)]
         unmarked = len(self._unmarked)
+        rows = None if self._stitched else self._event_rows(events, now)
         with self._sessions.begin() as session:
             begin_write(session)
-            resolved = self._service.resolve(events, session=session)
-            if self._stitched:
-                outcomes = iter(self._service.apply(session, resolved, now))
+            if rows is not None:
+                outcomes = iter(self._service.record(session, rows))
             else:
-                outcomes = iter(self._service.record(session, resolved, now, self.client_id))
+                resolved = self._service.resolve(events, session=session)
+                outcomes = iter(self._service.apply(session, resolved, now))
             _mark_sent_in(session, self._unmarked)
             for status in statuses:
                 record_gateway_status(session, status, now)
@@ -638,6 +644,13 @@ class PresenceConsumer:
             next(outcomes) if isinstance(message, PresenceEvent) else Settled.STATUS_STORED
             for _, message in parsed
         ]
+
+    def _event_rows(self, events: Sequence[PresenceEvent], now: datetime) -> EventRows:
+        """The rows ``record`` stores, resolved and made before the write lock is taken: they
+        were a third of the worker's time under the lock, which its stitcher waits for. Its
+        stitcher resolves each event again, in the transaction that stitches it."""
+        with self._sessions() as session:
+            return event_rows(self._service.resolve(events, session=session), now, self.client_id)
 
     def _store_one_by_one(self, parsed: Sequence[Parsed], now: datetime) -> list[Outcome]:
         outcomes: list[Outcome] = []
