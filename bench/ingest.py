@@ -52,7 +52,7 @@ is in one store at a time.
 
 Run with ``.venv/bin/python bench/ingest.py [--events N] [--rates R ...] [--workers 1 2]
 [--database sqlite|postgresql|both] [--stitcher inline process] [--batch-size B]
-[--stitch-batch-size S]``; needs mosquitto and PostgreSQL's initdb/pg_ctl (``make
+[--stitch-batch-size S] [--stitch-nice N]``; needs mosquitto and PostgreSQL's initdb/pg_ctl (``make
 system-deps``). Other load on the machine shows in the wall-clock figures: run it on a quiet
 machine, and compare ``cpu_us_per_event``.
 """
@@ -102,6 +102,7 @@ from cloud_api.ingest.directory import ShopperDirectory
 from cloud_api.ingest.presence_service import PresenceService
 from cloud_api.ingest.resolve import shopper_token_ref
 from cloud_api.ingest.stitcher import Stitcher
+from cloud_api.ingest.stitcher_process import yield_cpu
 from cloud_api.match.offer_policy import offer_policy
 from cloud_api.offers.codes import new_app_key
 from cloud_api.store.db import make_engine, make_sessionmaker
@@ -245,6 +246,7 @@ class Batching:
     size: int
     wait_s: float
     stitch_size: int
+    stitch_nice: int
 
 
 def settings_for(
@@ -258,6 +260,7 @@ def settings_for(
         ingest_batch_size=batching.size,
         ingest_batch_wait_s=batching.wait_s,
         ingest_stitch_batch_size=batching.stitch_size,
+        ingest_stitch_nice=batching.stitch_nice,
         ingest_stitcher=stitcher,
     )
 
@@ -313,6 +316,7 @@ def stitch(
     """A worker's stitcher process (``--stitcher process``): reports ("ready"), then each commit
     ("stitched"), then its latencies and CPU time, once it has stitched all after ``stop``."""
     settings = settings_for(broker_url, database_url, worker, batching, "process")
+    yield_cpu(settings)
     engine = make_engine(database_url, replayable=True)
     sessions = make_sessionmaker(engine)
     service = PresenceService(sessions, ShopperDirectory(sessions), offer_policy(settings))
@@ -794,6 +798,8 @@ def bench_database(
                                 ),
                                 "stitch_batches": phase.stitch_batches,
                                 "replanned": phase.replanned,
+                                "stitch_batch_size": batching.stitch_size,
+                                "stitch_nice": batching.stitch_nice,
                             }
                             if phase.stitchers
                             else {}
@@ -842,6 +848,12 @@ def main() -> None:
         "--batch-wait", type=float, default=defaults.ingest_batch_wait_s, help="seconds"
     )
     parser.add_argument("--stitch-batch-size", type=int, default=defaults.ingest_stitch_batch_size)
+    parser.add_argument(
+        "--stitch-nice",
+        type=int,
+        default=defaults.ingest_stitch_nice,
+        help="the stitcher's CPU priority below the worker's (0: the same)",
+    )
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument(
@@ -852,7 +864,7 @@ def main() -> None:
         help="stitch in the worker's transaction, or in a stitcher process beside each worker",
     )
     args = parser.parse_args()
-    batching = Batching(args.batch_size, args.batch_wait, args.stitch_batch_size)
+    batching = Batching(args.batch_size, args.batch_wait, args.stitch_batch_size, args.stitch_nice)
     batch_costs()
     if args.database in ("sqlite", "both"):
         with tempfile.TemporaryDirectory(prefix="storelink-bench-") as tmp:

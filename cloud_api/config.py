@@ -129,6 +129,15 @@ class CloudSettings(StorelinkSettings):
         "larger batches cost it less per event, and hold SQLite's write lock longer while the "
         "worker beside it waits",
     )
+    ingest_stitch_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="with the stitcher process: how much lower its CPU priority is than the "
+        "worker's (Unix niceness added). The worker acknowledges events and is waited for; the "
+        "stitcher catches up in larger batches when it falls behind, so when the cores are "
+        "busy it is the one that waits",
+    )
     ingest_stitch_poll_s: float = Field(
         default=0.005,
         gt=0,

@@ -398,8 +398,15 @@ def test_the_app_with_a_stitcher_process_makes_visits_and_offers_and_survives_it
         metrics = client.get("/metrics").text
         assert "storelink_stitch_lag_events 0.0" in metrics
 
-        # The stitcher dies; the worker goes on storing, and a new stitcher catches up.
+        # It yields the CPU to the worker, which acknowledges the events.
         stitcher = app.state.stitcher
+        assert stitcher.pid is not None
+        niceness = os.getpriority(os.PRIO_PROCESS, stitcher.pid) - os.getpriority(
+            os.PRIO_PROCESS, os.getpid()
+        )
+        assert niceness == min(settings.ingest_stitch_nice, 19 - os.nice(0))
+
+        # The stitcher dies; the worker goes on storing, and a new stitcher catches up.
         os.kill(stitcher.pid, signal.SIGKILL)
         walkers = [Subject(type=SubjectType.ANONYMOUS, ref=f"anon-{n}") for n in range(20)]
         for subject in walkers:

@@ -44,6 +44,17 @@ def stitcher_settings(settings: CloudSettings) -> CloudSettings:
     return settings.model_copy(update={"timeseries_buffer_path": Path(own)})
 
 
+def yield_cpu(settings: CloudSettings) -> None:
+    """Lower this process's CPU priority below the worker's, by ``ingest_stitch_nice``.
+
+    At 20,000 events/s the worker and its stitcher need most of two cores. At equal priority
+    the stitcher took CPU time from the worker, and the worker's p99 from publish to commit
+    was 160-230 ms; 10 lower, 90-170 ms. The stitcher loses little: when behind, it stitches
+    larger batches, which cost it less per event."""
+    if settings.ingest_stitch_nice:
+        os.nice(settings.ingest_stitch_nice)
+
+
 def serve(settings: CloudSettings, parent_pid: int) -> None:
     """The child process: stitch ``settings.mqtt_client_id``'s events until told to stop."""
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
@@ -55,6 +66,7 @@ def serve(settings: CloudSettings, parent_pid: int) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the worker, which stops us
     settings = stitcher_settings(settings)
+    yield_cpu(settings)
     engine = make_engine(settings.database_url, replayable=True)
     sessions = make_sessionmaker(engine)
     service = PresenceService(sessions, ShopperDirectory(sessions), offer_policy(settings))
