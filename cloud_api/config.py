@@ -122,7 +122,7 @@ class CloudSettings(StorelinkSettings):
         "two CPU cores (offers then reach the shopper through the outbox, within about a second)",
     )
     ingest_stitch_batch_size: int = Field(
-        default=3000,
+        default=1000,
         ge=1,
         le=20000,
         description="with the stitcher process: most events it stitches in one transaction; "
