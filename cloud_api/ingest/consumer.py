@@ -651,7 +651,9 @@ class PresenceConsumer:
     def _event_rows(self, events: Sequence[PresenceEvent], now: datetime) -> EventRows:
         """The rows ``record`` stores, resolved and made before the write lock is taken: they
         were a third of the worker's time under the lock, which its stitcher waits for. Its
-        stitcher resolves each event again, in the transaction that stitches it."""
+        stitcher resolves each event again, in the transaction that stitches it. A shopper
+        erased in between fails the batch on the foreign key; it is then stored message by
+        message, each resolved again."""
         with self._sessions() as session:
             return event_rows(self._service.resolve(events, session=session), now, self.client_id)
 

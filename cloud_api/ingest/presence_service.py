@@ -211,9 +211,10 @@ class PresenceService:
         ]
 
     def record(self, session: Session, rows: EventRows) -> list[PresenceOutcome]:
-        """Store the new of the events ``rows`` holds, for the stitcher process of the worker
-        they name, which stitches them later (``stitch``); the outcomes say only which events
-        were stored before. ``rows`` is made before the write lock is taken (``event_rows``)."""
+        """Store those of the events in ``rows`` not stored yet, for the stitcher process of
+        the worker they name, which stitches them later (``stitch``); the outcomes say only
+        which events were stored before. ``rows`` is made before the write lock is taken
+        (``event_rows``)."""
         new = set(_insert_new_events(session, rows))
         return [PresenceOutcome(duplicate=index not in new) for index in range(rows.size)]
 
