@@ -101,7 +101,7 @@ from cloud_api.ingest.consumer import (
 from cloud_api.ingest.directory import ShopperDirectory
 from cloud_api.ingest.presence_service import PresenceService
 from cloud_api.ingest.resolve import shopper_token_ref
-from cloud_api.ingest.stitcher import Stitcher
+from cloud_api.ingest.stitcher import Stitcher, stitch_batch_size
 from cloud_api.ingest.stitcher_process import yield_cpu
 from cloud_api.match.offer_policy import offer_policy
 from cloud_api.offers.codes import new_app_key
@@ -245,7 +245,7 @@ def publish(url: str, stream: Stream, rate: float | None, result: Any) -> None:
 class Batching:
     size: int
     wait_s: float
-    stitch_size: int
+    stitch_size: int | None
     stitch_nice: int
 
 
@@ -798,7 +798,9 @@ def bench_database(
                                 ),
                                 "stitch_batches": phase.stitch_batches,
                                 "replanned": phase.replanned,
-                                "stitch_batch_size": batching.stitch_size,
+                                "stitch_batch_size": stitch_batch_size(
+                                    settings_for(broker.url, database_url, 0, batching, stitcher)
+                                ),
                                 "stitch_nice": batching.stitch_nice,
                             }
                             if phase.stitchers
@@ -847,7 +849,9 @@ def main() -> None:
     parser.add_argument(
         "--batch-wait", type=float, default=defaults.ingest_batch_wait_s, help="seconds"
     )
-    parser.add_argument("--stitch-batch-size", type=int, default=defaults.ingest_stitch_batch_size)
+    parser.add_argument(
+        "--stitch-batch-size", type=int, help="default: the stitcher's for the database"
+    )
     parser.add_argument(
         "--stitch-nice",
         type=int,

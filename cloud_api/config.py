@@ -121,13 +121,13 @@ class CloudSettings(StorelinkSettings):
         "stitcher process beside it stitches them from the events table, so that the two use "
         "two CPU cores (offers then reach the shopper through the outbox, within about a second)",
     )
-    ingest_stitch_batch_size: int = Field(
-        default=1000,
+    ingest_stitch_batch_size: int | None = Field(
+        default=None,
         ge=1,
         le=20000,
-        description="with the stitcher process: most events it stitches in one transaction; "
-        "larger batches cost it less per event, and hold SQLite's write lock longer while the "
-        "worker beside it waits",
+        description="with the stitcher process: most events it stitches in one transaction "
+        "(default: 1,000 on SQLite, 3,000 on PostgreSQL); larger batches cost it less per "
+        "event, and on SQLite hold the write lock longer while the worker beside it waits",
     )
     ingest_stitch_nice: int = Field(
         default=10,

@@ -24,7 +24,7 @@ from cloud_api.ingest.consumer import CommittedBatch
 from cloud_api.ingest.directory import ShopperDirectory
 from cloud_api.ingest.presence_service import PresenceService, event_rows
 from cloud_api.ingest.resolve import shopper_token_ref
-from cloud_api.ingest.stitcher import Stitcher, stitch_lag
+from cloud_api.ingest.stitcher import Stitcher, stitch_batch_size, stitch_lag
 from cloud_api.match.offer_policy import offer_policy
 from cloud_api.store.db import begin_write, make_engine, make_sessionmaker
 from cloud_api.store.migrate import upgrade_database
@@ -433,3 +433,12 @@ def test_the_app_with_a_stitcher_process_makes_visits_and_offers_and_survives_it
     assert footfall == 21
     assert sql_count(settings.database_url, "SELECT count(*) FROM visits") == 21
     listener.close()
+
+
+def test_stitching_batches_are_smaller_where_the_worker_waits_for_them() -> None:
+    sqlite_url, postgresql_url = "sqlite:///./storelink.db", "postgresql://db/storelink"
+    assert stitch_batch_size(CloudSettings(database_url=sqlite_url)) == 1000
+    assert stitch_batch_size(CloudSettings(database_url=postgresql_url)) == 3000
+    configured = {"ingest_stitch_batch_size": 250}
+    for url in (sqlite_url, postgresql_url):
+        assert stitch_batch_size(CloudSettings(database_url=url, **configured)) == 250
