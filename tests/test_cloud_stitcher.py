@@ -442,3 +442,37 @@ def test_stitching_batches_are_smaller_where_the_worker_waits_for_them() -> None
     configured = {"ingest_stitch_batch_size": 250}
     for url in (sqlite_url, postgresql_url):
         assert stitch_batch_size(CloudSettings(database_url=url, **configured)) == 250
+
+
+def test_a_shopper_erased_while_the_worker_resolved_their_event_is_not_stored_by_name(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    settings = split_settings(mosquitto.url, tmp_path)
+    app = create_app(settings)
+    with TestClient(app, headers=ADMIN_HEADERS) as client:
+        consumer = app.state.consumer
+        assert consumer.wait_until_subscribed(10)
+        shopper = register(client)
+        shopper_id = shopper["shopper_id"]
+        now = datetime.now(UTC)
+        ref = shopper_token_ref(bytes.fromhex(shopper["app_key"]), token_window(now.timestamp()))
+        make_rows = consumer._event_rows
+        erasures: list[int] = []
+
+        def erased_meanwhile(events: Sequence[PresenceEvent], at: datetime) -> Any:
+            # The worker resolves before it takes the write lock: the erasure comes in between.
+            rows = make_rows(events, at)
+            if not erasures:
+                erasures.append(client.delete(f"/v1/shoppers/{shopper_id}").status_code)
+            return rows
+
+        consumer._event_rows = erased_meanwhile
+        send(mosquitto.url, enter(Subject(type=SubjectType.APP, ref=ref), now))
+        wait_for(lambda: consumer.counters.presence_events == 1, 20, "the event stored")
+        assert erasures == [200]
+        assert consumer.counters.processing_errors == 0
+        assert consumer.counters.invalid_payloads == 0
+    stored = "SELECT count(*) FROM presence_events"
+    assert sql_count(settings.database_url, stored) == 1
+    by_name = f"{stored} WHERE shopper_id IS NOT NULL OR subject_ref != '{ref}'"
+    assert sql_count(settings.database_url, by_name) == 0
