@@ -510,4 +510,11 @@ def test_two_gateways_agree_over_mqtt_which_of_them_hears_the_shoppers(
     door = {subject for gateway_id, subject in stays if gateway_id == "gw-door"}
     assert len(door) >= 5  # 3 app tokens and 2 phones, at least
     # Shoppers come once the gateways have been telling each other what they hear for a while.
-    assert {gateway_id for gateway_id, _ in stays} == {"gw-door"}
+    # A shopper walking in from the street, 22 m from the back gateway, is the back gateway's
+    # while only it hears them (the door gateway may miss their first adverts: one run in about
+    # twenty), and the door gateway's once it hears them louder: never while they linger.
+    back = {
+        subject: dwell for (gateway_id, subject), dwell in stays.items() if gateway_id == "gw-back"
+    }
+    assert set(back) <= door
+    assert all(dwell < 20.0 for dwell in back.values()), back
