@@ -8,6 +8,7 @@ import os
 import random
 import signal
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -368,21 +369,33 @@ def sql_count(database_url: str, sql: str) -> int:
         engine.dispose()
 
 
+@contextmanager
+def split_app(settings: CloudSettings) -> Iterator[tuple[TestClient, Any]]:
+    """The app with a stitcher process, its consumer subscribed; its client and ``app.state``."""
+    app = create_app(settings)
+    with TestClient(app, headers=ADMIN_HEADERS) as client:
+        assert app.state.consumer.wait_until_subscribed(10)
+        yield client, app.state
+
+
+def registered(client: TestClient, now: datetime) -> tuple[str, str]:
+    """A shopper registered through the API, and the token their app advertises at ``now``."""
+    shopper = register(client)
+    ref = shopper_token_ref(bytes.fromhex(shopper["app_key"]), token_window(now.timestamp()))
+    return shopper["shopper_id"], ref
+
+
 def test_the_app_with_a_stitcher_process_makes_visits_and_offers_and_survives_its_death(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     listener = MqttRecorder(mosquitto.url, f"{TOPIC_ROOT}/shoppers/+/notifications")
     settings = split_settings(mosquitto.url, tmp_path)
-    app = create_app(settings)
-    with TestClient(app, headers=ADMIN_HEADERS) as client:
-        consumer = app.state.consumer
-        assert consumer.wait_until_subscribed(10)
-        shopper = register(client)
-        shopper_id = shopper["shopper_id"]
+    with split_app(settings) as (client, state):
+        consumer = state.consumer
         now = datetime.now(UTC)
+        shopper_id, ref = registered(client, now)
         cart = cart_body(shopper_id, now - timedelta(hours=3))
         assert post_signed(client, cart).status_code == 202
-        ref = shopper_token_ref(bytes.fromhex(shopper["app_key"]), token_window(now.timestamp()))
 
         send(mosquitto.url, enter(Subject(type=SubjectType.APP, ref=ref), now))
 
@@ -399,7 +412,7 @@ def test_the_app_with_a_stitcher_process_makes_visits_and_offers_and_survives_it
         assert "storelink_stitch_lag_events 0.0" in metrics
 
         # It yields the CPU to the worker, which acknowledges the events.
-        stitcher = app.state.stitcher
+        stitcher = state.stitcher
         assert stitcher.pid is not None
         niceness = os.getpriority(os.PRIO_PROCESS, stitcher.pid) - os.getpriority(
             os.PRIO_PROCESS, os.getpid()
@@ -448,14 +461,10 @@ def test_a_shopper_erased_while_the_worker_resolved_their_event_is_not_stored_by
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     settings = split_settings(mosquitto.url, tmp_path)
-    app = create_app(settings)
-    with TestClient(app, headers=ADMIN_HEADERS) as client:
-        consumer = app.state.consumer
-        assert consumer.wait_until_subscribed(10)
-        shopper = register(client)
-        shopper_id = shopper["shopper_id"]
+    with split_app(settings) as (client, state):
+        consumer = state.consumer
         now = datetime.now(UTC)
-        ref = shopper_token_ref(bytes.fromhex(shopper["app_key"]), token_window(now.timestamp()))
+        shopper_id, ref = registered(client, now)
         make_rows = consumer._event_rows
         erasures: list[int] = []
 
