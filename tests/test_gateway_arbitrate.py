@@ -512,7 +512,7 @@ def test_two_gateways_agree_over_mqtt_which_of_them_hears_the_shoppers(
     # Shoppers come once the gateways have been telling each other what they hear for a while.
     # A shopper walking in from the street, 22 m from the back gateway, is the back gateway's
     # while only it hears them (the door gateway may miss their first adverts: one run in about
-    # twenty), and the door gateway's once it hears them louder: never while they linger.
+    # 25), and the door gateway's once it hears them louder: never while they linger.
     back = {
         subject: dwell for (gateway_id, subject), dwell in stays.items() if gateway_id == "gw-back"
     }
