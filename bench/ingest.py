@@ -102,7 +102,7 @@ from cloud_api.ingest.directory import ShopperDirectory
 from cloud_api.ingest.presence_service import PresenceService
 from cloud_api.ingest.resolve import shopper_token_ref
 from cloud_api.ingest.stitcher import Stitcher, stitch_batch_size
-from cloud_api.ingest.stitcher_process import yield_cpu
+from cloud_api.ingest.stitcher_process import STITCHER_GC_YOUNG_THRESHOLD, yield_cpu
 from cloud_api.match.offer_policy import offer_policy
 from cloud_api.offers.codes import new_app_key
 from cloud_api.store.db import make_engine, make_sessionmaker
@@ -334,7 +334,7 @@ def stitch(
     report.put(("ready", worker, 0, 0.0))
     go.wait(TIMEOUT_S)
     cpu = time.process_time()
-    tune_gc()
+    tune_gc(STITCHER_GC_YOUNG_THRESHOLD)
     stitcher.start()
     stop.wait(TIMEOUT_S)
     stitcher.stop(TIMEOUT_S)

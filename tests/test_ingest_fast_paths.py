@@ -21,7 +21,7 @@ from cloud_api.config import CloudSettings
 from cloud_api.ingest.directory import ShopperDirectory
 from cloud_api.ingest.mqtt_client import BufferedClient, make_consumer_client
 from cloud_api.ingest.presence_service import PresenceService
-from cloud_api.ingest.visits import presence_json_text, presence_to_json
+from cloud_api.ingest.visits import presence_json_text, presence_to_json, zones_json_text
 from cloud_api.match.offer_policy import offer_policy
 from cloud_api.store.db import make_engine, make_sessionmaker
 from cloud_api.store.migrate import upgrade_database
@@ -308,3 +308,8 @@ def test_a_visit_update_assigns_only_what_changed(tmp_path: Any) -> None:
 )
 def test_presence_is_written_as_json_dumps_would(presence: dict[str, tuple[float, bool]]) -> None:
     assert presence_json_text(presence) == json.dumps(presence_to_json(presence))
+
+
+@pytest.mark.parametrize("zones", [(), ("entrance",), ("entrance", "floor", "entrance"), ('"é\\',)])
+def test_zones_are_written_as_json_dumps_would(zones: tuple[str, ...]) -> None:
+    assert zones_json_text(zones) == json.dumps(list(zones))

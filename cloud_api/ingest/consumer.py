@@ -160,18 +160,18 @@ class CommittedBatch:
     what they did."""
 
 
-def tune_gc() -> None:
+def tune_gc(young_threshold: int = GC_YOUNG_THRESHOLD) -> None:
     """Tune the process's garbage collector for the ingest, which is what the process spends
     its time on.
 
-    Raises the young generation's threshold to ``GC_YOUNG_THRESHOLD`` (never lowers it), and
+    Raises the young generation's threshold to ``young_threshold`` (never lowers it), and
     freezes what the process holds by now (modules, models, compiled statements), so that a
     full collection no longer walks it: one took 59-73 ms, a pause in the middle of a batch,
     and 13-21 ms without what was there at the start. Frozen objects are still freed when
     nothing refers to them; only a reference cycle among them waits for ``gc.unfreeze()``.
     """
     young, *older = gc.get_threshold()
-    gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), *older)
+    gc.set_threshold(max(young, young_threshold), *older)
     gc.collect()
     gc.freeze()
 

@@ -43,6 +43,7 @@ from cloud_api.ingest.visits import (
     presence_json_text,
     presence_to_json,
     stitch,
+    zones_json_text,
 )
 from cloud_api.match.campaign_store import Candidate, decide_batch
 from cloud_api.match.decide import Verdict
@@ -278,14 +279,15 @@ class PresenceService:
         for position, item in enumerate(fresh):
             visit = visits[position]
             result = results.get(position)
+            # By position, not keyword: one per event (0.27 against 0.48 us).
             outcomes.append(
                 PresenceOutcome(
-                    duplicate=False,
-                    shopper_id=item.shopper.shopper_id if item.shopper else None,
-                    visit_id=visit.id,
-                    verdicts=result.verdicts if result else (),
-                    notification=result.notification if result else None,
-                    opened_visit=visit.opened_by == item.event.event_id,
+                    False,
+                    item.shopper.shopper_id if item.shopper else None,
+                    visit.id,
+                    result.verdicts if result else (),
+                    result.notification if result else None,
+                    visit.opened_by == item.event.event_id,
                 )
             )
         return outcomes
@@ -546,21 +548,32 @@ def _cached(visit: _WorkingVisit) -> CachedVisit:
     )
 
 
-def _presence_encoder(session: Session) -> Callable[[Presence], Any]:
-    """How a visit's presence is written: as JSON text on SQLite, as a value on PostgreSQL."""
-    if is_sqlite(session):
-        return lambda presence: bulk.JsonText(presence_json_text(presence))
-    return presence_to_json
+class _VisitJson(NamedTuple):
+    """How a visit's JSON columns are written: as JSON text on SQLite, as values on PostgreSQL."""
+
+    presence: Callable[[Presence], Any]
+    zones: Callable[[tuple[str, ...]], Any]
 
 
-def _visit_values(visit: _WorkingVisit, presence: Callable[[Presence], Any]) -> dict[str, Any]:
+_SQLITE_JSON = _VisitJson(
+    lambda presence: bulk.JsonText(presence_json_text(presence)),
+    lambda zones: bulk.JsonText(zones_json_text(zones)),
+)
+_POSTGRESQL_JSON = _VisitJson(presence_to_json, list)
+
+
+def _visit_json(session: Session) -> _VisitJson:
+    return _SQLITE_JSON if is_sqlite(session) else _POSTGRESQL_JSON
+
+
+def _visit_values(visit: _WorkingVisit, encode: _VisitJson) -> dict[str, Any]:
     state = visit.state
     return {
         "started_at": state.started_at,
         "last_seen_at": state.last_seen_at,
         "ended_at": state.ended_at,
-        "zones": list(state.zones),
-        "presence": presence(state.presence),
+        "zones": encode.zones(state.zones),
+        "presence": encode.presence(state.presence),
         "dwell_s": state.dwell_s,
     }
 
@@ -588,13 +601,11 @@ def _stitch_plan(
     visit_changes: int | None = None,
 ) -> StitchPlan:
     of_event, touched = _plan_visits(session, fresh, cached)
-    writes = _visit_writes(touched, _presence_encoder(session))
+    writes = _visit_writes(touched, _visit_json(session))
     return StitchPlan(fresh, of_event, writes, visit_changes)
 
 
-def _visit_writes(
-    touched: Sequence[_WorkingVisit], presence: Callable[[Presence], Any]
-) -> VisitWrites:
+def _visit_writes(touched: Sequence[_WorkingVisit], encode: _VisitJson) -> VisitWrites:
     """The rows ``_write_visits`` writes. Made apart from the writing, so that a stitcher makes
     them before it takes SQLite's write lock: they were a third of its time under the lock."""
     # Updates in id order, so that two transactions never wait for each other's rows in a cycle
@@ -612,11 +623,11 @@ def _visit_writes(
         row = {
             "id": visit.id,
             "last_seen_at": state.last_seen_at,
-            "presence": presence(state.presence),
+            "presence": encode.presence(state.presence),
             "dwell_s": state.dwell_s,
         }
         for name in changed:
-            row[name] = list(state.zones) if name == "zones" else getattr(state, name)
+            row[name] = encode.zones(state.zones) if name == "zones" else getattr(state, name)
         by_change.setdefault(changed, []).append(row)
     created_rows = [
         {
@@ -625,7 +636,7 @@ def _visit_writes(
             "subject_type": visit.subject_type,
             "subject_ref": visit.subject_ref,
             "shopper_id": visit.shopper_id,
-            **_visit_values(visit, presence),
+            **_visit_values(visit, encode),
         }
         for visit in created
     ]

@@ -15,8 +15,10 @@ subject's last visit belongs to that visit instead of starting another.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from functools import lru_cache
 from json.encoder import encode_basestring_ascii
 from typing import Any, NamedTuple
 
@@ -36,11 +38,6 @@ class Sighting(NamedTuple):
     subject_ref: str
     ts: datetime
     dwell_s: float
-
-    @property
-    def presence(self) -> str:
-        # Topic-safe identifiers never contain "/", so the pair cannot be ambiguous.
-        return f"{self.zone_id}/{self.subject_ref}"
 
 
 class VisitState(NamedTuple):
@@ -78,6 +75,9 @@ def presence_to_json(presence: Presence) -> dict[str, Any]:
 def presence_json_text(presence: Presence) -> str:
     """``json.dumps(presence_to_json(presence))``, written out directly: the ingest writes one
     for every visit an event touches, and the dict and the encoder's layers cost more."""
+    if len(presence) == 1:  # most visits: one subject in one zone (0.8 against 1.2 us)
+        for key, (ts, here) in presence.items():
+            return f"{{{encode_basestring_ascii(key)}: [{float(ts)!r}, {1 if here else 0}]}}"
     items = ", ".join(
         f"{encode_basestring_ascii(key)}: [{float(ts)!r}, {1 if here else 0}]"
         for key, (ts, here) in presence.items()
@@ -85,56 +85,58 @@ def presence_json_text(presence: Presence) -> str:
     return f"{{{items}}}"
 
 
+@lru_cache(maxsize=4096)
+def zones_json_text(zones: tuple[str, ...]) -> str:
+    """``json.dumps(list(zones))``, remembered: a store has a few zones and its visits take a
+    few paths through them, and ``json.dumps`` cost 1.4 us for every visit written (0.1 here)."""
+    return json.dumps(list(zones))
+
+
 def presence_from_json(stored: Mapping[str, Any]) -> dict[str, tuple[float, bool]]:
     return {key: (float(ts), bool(here)) for key, (ts, here) in stored.items()}
 
 
-def _is_idle(visit: VisitState, at: datetime) -> bool:
-    return at - visit.last_seen_at > timedelta(seconds=VISIT_IDLE_TIMEOUT_S)
+_IDLE = timedelta(seconds=VISIT_IDLE_TIMEOUT_S)
+_EXIT = PresenceKind.EXIT
 
 
 def _began(sighting: Sighting) -> datetime:
     # A dwell or exit says how long the subject has been in the zone, so since when.
-    return min(sighting.ts - timedelta(seconds=sighting.dwell_s), sighting.ts)
+    ts, dwell_s = sighting.ts, sighting.dwell_s
+    return ts - timedelta(seconds=dwell_s) if dwell_s > 0 else ts
 
 
-def _open(sighting: Sighting) -> VisitState:
-    return VisitState(
-        started_at=_began(sighting),
-        last_seen_at=sighting.ts,
-        ended_at=None,
-        zones=(),
-        presence={},
-    )
+def _apply(visit: VisitState | None, sighting: Sighting, began: datetime) -> VisitState:
+    """``visit`` with ``sighting``, which began at ``began``; None: a new visit.
 
-
-def _apply(visit: VisitState, sighting: Sighting) -> VisitState:
-    zones = visit.zones
-    # The path is the order zones were entered; a dwell or exit adds a zone only if its enter
-    # was missed, so presence in two overlapping zones does not zigzag the path.
-    entered = sighting.kind == PresenceKind.ENTER and (not zones or zones[-1] != sighting.zone_id)
-    if entered or sighting.zone_id not in zones:
-        zones = (*zones, sighting.zone_id)
-    ts = sighting.ts.timestamp()
-    here = sighting.kind != PresenceKind.EXIT
-    presence = visit.presence
-    key = sighting.presence
+    Per event, on the ingest's hottest path: tuples are built by position, and the new visit's
+    fields are worked out without building the empty visit first."""
+    kind, zone, ts = sighting.kind, sighting.zone_id, sighting.ts
+    if visit is None:
+        zones: tuple[str, ...] = (zone,)
+        presence: Presence = {}
+        last_seen, started = ts, began
+    else:
+        zones = visit.zones
+        # The path is the order zones were entered; a dwell or exit adds a zone only if its
+        # enter was missed, so presence in two overlapping zones does not zigzag the path.
+        if (kind == PresenceKind.ENTER and (not zones or zones[-1] != zone)) or zone not in zones:
+            zones = (*zones, zone)
+        presence = visit.presence
+        # Time only moves forward, and a late event can only say the visit began earlier.
+        last_seen = ts if ts > visit.last_seen_at else visit.last_seen_at
+        started = began if began < visit.started_at else visit.started_at
+    stamp = ts.timestamp()
+    here = kind != _EXIT
+    # Topic-safe identifiers never contain "/", so the pair cannot be ambiguous.
+    key = f"{zone}/{sighting.subject_ref}"
     latest = presence.get(key)
     # The latest event by time decides; of two at the same instant, the exit.
-    if latest is None or ts > latest[0] or (ts == latest[0] and not here):
-        presence = {**presence, key: (ts, here)}
-    # Time only moves forward, and a late event can only say the visit began earlier.
-    last_seen = max(visit.last_seen_at, sighting.ts)
-    started = min(visit.started_at, _began(sighting))
+    if latest is None or stamp > latest[0] or (stamp == latest[0] and not here):
+        presence = {**presence, key: (stamp, here)}
     # Most sightings leave their own presence here: no need to look at the others then.
     still_here = presence[key][1] or any(present for _, present in presence.values())
-    return VisitState(
-        started_at=started,
-        last_seen_at=last_seen,
-        ended_at=None if still_here else last_seen,
-        zones=zones,
-        presence=presence,
-    )
+    return VisitState(started, last_seen, None if still_here else last_seen, zones, presence)
 
 
 def _closed(visit: VisitState) -> VisitState:
@@ -149,12 +151,14 @@ def stitch(latest: VisitState | None, sighting: Sighting) -> Stitched:
     sighting whose presence began before that end: a late event of that visit (a dwell or exit
     says since when the subject has been in its zone).
     """
+    began = _began(sighting)
     abandoned = None
     if latest is not None:
-        if latest.ended_at is None and not _is_idle(latest, sighting.ts):
-            return Stitched(_apply(latest, sighting), opened=False)
-        if latest.ended_at is not None and _began(sighting) <= latest.ended_at:
-            return Stitched(_apply(latest, sighting), opened=False)
-        if latest.ended_at is None:
+        ended_at = latest.ended_at
+        if ended_at is None and sighting.ts - latest.last_seen_at <= _IDLE:
+            return Stitched(_apply(latest, sighting, began), False)
+        if ended_at is not None and began <= ended_at:
+            return Stitched(_apply(latest, sighting, began), False)
+        if ended_at is None:
             abandoned = _closed(latest)
-    return Stitched(_apply(_open(sighting), sighting), opened=True, abandoned=abandoned)
+    return Stitched(_apply(None, sighting, began), True, abandoned)
