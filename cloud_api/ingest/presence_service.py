@@ -104,7 +104,7 @@ class Resolved(NamedTuple):
         return cls(event, shopper, tracked, key, offer, source)
 
 
-@dataclass
+@dataclass(slots=True)
 class _WorkingVisit:
     """A visit as the batch changes it; written once, at the end of the batch."""
 

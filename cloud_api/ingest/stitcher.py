@@ -149,6 +149,10 @@ _EVENT_FIELDS = frozenset(PresenceEvent.model_fields)
 _SUBJECT_FIELDS = frozenset(Subject.model_fields)
 
 
+_new = object.__new__
+_set = object.__setattr__
+
+
 def _trusted(model: type[M], fields: frozenset[str], values: dict[str, Any]) -> M:
     """``model`` holding ``values`` (all its fields), not validated.
 
@@ -156,15 +160,17 @@ def _trusted(model: type[M], fields: frozenset[str], values: dict[str, Any]) -> 
     and its subject): the stitcher rebuilds every event it reads, and the values come from a
     row that was validated against the wire contract when it was received.
     """
-    instance = object.__new__(model)
-    object.__setattr__(instance, "__dict__", values)
-    object.__setattr__(instance, "__pydantic_fields_set__", fields)
-    object.__setattr__(instance, "__pydantic_extra__", None)
-    object.__setattr__(instance, "__pydantic_private__", None)
+    instance = _new(model)
+    _set(instance, "__dict__", values)
+    _set(instance, "__pydantic_fields_set__", fields)
+    _set(instance, "__pydantic_extra__", None)
+    _set(instance, "__pydantic_private__", None)
     return instance
 
 
-def _stored(row: Any) -> StoredEvent:
+def _stored(row: Any, subjects: dict[tuple[str, str], Subject]) -> StoredEvent:
+    """``subjects``: those of the batch so far, shared by its events (a subject is frozen), as
+    a person's enter, dwells and exit mostly come in one batch."""
     (
         row_id,
         event_id,
@@ -180,7 +186,11 @@ def _stored(row: Any) -> StoredEvent:
         distance_m,
         source,
     ) = row
-    subject = _trusted(Subject, _SUBJECT_FIELDS, {"type": _SUBJECT_TYPES[subject_type], "ref": ref})
+    subject = subjects.get((subject_type, ref))
+    if subject is None:
+        subject = subjects[subject_type, ref] = _trusted(
+            Subject, _SUBJECT_FIELDS, {"type": _SUBJECT_TYPES[subject_type], "ref": ref}
+        )
     event = _trusted(
         PresenceEvent,
         _EVENT_FIELDS,
@@ -207,7 +217,8 @@ def read_stored(
     rows = session.connection().execute(
         _STORED, {"after": after, "until": until, "worker": worker, "limit": limit}
     )
-    return [_stored(row) for row in rows]
+    subjects: dict[tuple[str, str], Subject] = {}
+    return [_stored(row, subjects) for row in rows]
 
 
 def stitch_lag(session: Session, worker: str) -> int:
