@@ -41,6 +41,10 @@ event stitched, with ``stitcher_cpu_us_per_event``) and ``stitch_latency_p50_ms`
 ``stitch_latency_p99_ms`` (from the publisher's hand to the stitcher's commit, the time by
 which an event's visit and offer exist; ``stitch_latency_second_half_*`` over the events stitched
 last, once the stitcher that started cold with the run has worked off what queued meanwhile).
+With ``--stitcher external`` (``STORELINK_INGEST_STITCHER=external``, ``storelink cloud
+stitch`` run elsewhere) the workers do the same, and their stitchers start only once the
+traffic ends: the figures are those of the workers with the machine to themselves, as when the
+stitchers have cores of their own on another host.
 
 The publisher is a separate process, as gateways are, publishing QoS 1 on 200 gateways' topics
 (100 stores) with ``bench/load/lean_publisher.py``: paho's client would spend as much CPU per
@@ -51,7 +55,7 @@ stores enters, dwells a few times and exits, interleaved with the others; a regi
 is in one store at a time.
 
 Run with ``.venv/bin/python bench/ingest.py [--events N] [--rates R ...] [--workers 1 2]
-[--database sqlite|postgresql|both] [--stitcher inline process] [--batch-size B]
+[--database sqlite|postgresql|both] [--stitcher inline process external] [--batch-size B]
 [--stitch-batch-size S] [--stitch-nice N]``; needs mosquitto and PostgreSQL's initdb/pg_ctl (``make
 system-deps``). Other load on the machine shows in the wall-clock figures: run it on a quiet
 machine, and compare ``cpu_us_per_event``.
@@ -309,12 +313,15 @@ def stitch(
     database_url: str,
     worker: int,
     batching: Batching,
+    deferred: bool,
     go: Event,
     stop: Event,
     report: Any,
 ) -> None:
     """A worker's stitcher process (``--stitcher process``): reports ("ready"), then each commit
-    ("stitched"), then its latencies and CPU time, once it has stitched all after ``stop``."""
+    ("stitched"), then its latencies and CPU time, once it has stitched all after ``stop``.
+    ``deferred`` (``--stitcher external``): it starts stitching only at ``stop``, as if it ran
+    on cores of its own elsewhere during the run."""
     settings = settings_for(broker_url, database_url, worker, batching, "process")
     yield_cpu(settings)
     engine = make_engine(database_url, replayable=True)
@@ -335,8 +342,11 @@ def stitch(
     go.wait(TIMEOUT_S)
     cpu = time.process_time()
     tune_gc(STITCHER_GC_YOUNG_THRESHOLD)
-    stitcher.start()
+    if not deferred:
+        stitcher.start()
     stop.wait(TIMEOUT_S)
+    if deferred:
+        stitcher.start()
     stitcher.stop(TIMEOUT_S)
     cpu = time.process_time() - cpu
     counters = stitcher.counters
@@ -369,10 +379,13 @@ class Phase:
             )
             for n in range(self.workers)
         ]
-        self.stitchers = self.workers if self.stitcher == "process" else 0
+        self.stitchers = self.workers if self.stitcher != "inline" else 0
+        # External: the stitchers' figures are not measured, only that they stitch everything.
+        self.deferred = self.stitcher == "external"
         self.processes += [
             self.context.Process(
-                target=stitch, args=(*common, n, self.batching, self.go, self.stop, self.report)
+                target=stitch,
+                args=(*common, n, self.batching, self.deferred, self.go, self.stop, self.report),
             )
             for n in range(self.stitchers)
         ]
@@ -414,9 +427,11 @@ class Phase:
         return started
 
     def wait_for(self, events: int) -> None:
-        """Until ``events`` are committed and, with stitcher processes, stitched."""
+        """Until ``events`` are committed and, with stitcher processes beside the workers,
+        stitched."""
         deadline = time.monotonic() + TIMEOUT_S
-        while self.committed < events or (self.stitchers and self.stitched < events):
+        stitching = self.stitchers and not self.deferred
+        while self.committed < events or (stitching and self.stitched < events):
             message = self.report.get(timeout=max(deadline - time.monotonic(), 0.1))
             if message[0] in ("commit", "stitched"):
                 self._commit(message)
@@ -714,7 +729,7 @@ def bench_database(
                 offers=count(database_url, Offer),
                 load_average=round(os.getloadavg()[0], 2),
             )
-            if phase.stitchers:
+            if phase.stitchers and not phase.deferred:
                 emit(
                     "stitch_events_per_s",
                     round(events / (phase.last_stitch - started)),
@@ -766,7 +781,7 @@ def bench_database(
                         (0.99, "ingest_latency_p99_ms"),
                     )
                 ]
-                if phase.stitchers:
+                if phase.stitchers and not phase.deferred:
                     # A stitcher starts cold (no visits cached, statements not prepared) and
                     # works off what queued meanwhile: the second half is its steady state.
                     late = phase.stitch_latencies[len(phase.stitch_latencies) // 2 :]
@@ -803,7 +818,7 @@ def bench_database(
                                 ),
                                 "stitch_nice": batching.stitch_nice,
                             }
-                            if phase.stitchers
+                            if phase.stitchers and not phase.deferred
                             else {}
                         ),
                         publisher_cpu_us_per_event=round(publisher_cpu / count_at_rate * 1e6, 1),
@@ -862,10 +877,12 @@ def main() -> None:
     parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument(
         "--stitcher",
-        choices=["inline", "process"],
+        choices=["inline", "process", "external"],
         nargs="+",
         default=["inline", "process"],
-        help="stitch in the worker's transaction, or in a stitcher process beside each worker",
+        help="stitch in the worker's transaction, in a stitcher process beside each worker, "
+        "or (external) in a stitcher process that starts once the traffic ends, as one with "
+        "cores of its own elsewhere would not take the workers' (its figures are not measured)",
     )
     args = parser.parse_args()
     batching = Batching(args.batch_size, args.batch_wait, args.stitch_batch_size, args.stitch_nice)

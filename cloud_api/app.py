@@ -62,6 +62,7 @@ def create_app(settings: CloudSettings | None = None) -> FastAPI:
             if settings.ingest_stitcher == "process":
                 stitcher = StitcherProcess(settings)
                 stitcher.start()
+            if settings.ingest_stitcher != "inline":
                 app.state.stitch_metrics = StitchCollector(
                     sessions, settings.mqtt_client_id, stitcher
                 )

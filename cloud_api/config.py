@@ -114,12 +114,15 @@ class CloudSettings(StorelinkSettings):
         "what arrived while the previous one committed, so batches grow with the load and an "
         "event never waits for company",
     )
-    ingest_stitcher: Literal["inline", "process"] = Field(
+    ingest_stitcher: Literal["inline", "process", "external"] = Field(
         default="inline",
         description="inline: each ingest transaction stores the events and stitches them into "
         "visits and offers; process: the worker stores and acknowledges the events, and a "
         "stitcher process beside it stitches them from the events table, so that the two use "
-        "two CPU cores (offers then reach the shopper through the outbox, within about a second)",
+        "two CPU cores (offers then reach the shopper through the outbox, within about a "
+        "second); external: as process, but the worker starts no stitcher: run `storelink cloud "
+        "stitch` with the same settings where there are cores for it (another host, on "
+        "PostgreSQL)",
     )
     ingest_stitch_batch_size: int | None = Field(
         default=None,

@@ -65,10 +65,11 @@ class TimeSeriesCollector(Collector):
 
 
 class StitchCollector(Collector):
-    """The stitcher process's lag behind its worker, from the database, and its restarts."""
+    """The stitcher's lag behind its worker, from the database, and the restarts of the
+    stitcher process the worker started (none for an external stitcher)."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], worker: str, process: StitcherProcess
+        self, sessions: sessionmaker[Session], worker: str, process: StitcherProcess | None
     ) -> None:
         self._sessions = sessions
         self._worker = worker
@@ -79,14 +80,15 @@ class StitchCollector(Collector):
             lag = stitch_lag(session, self._worker)
         yield GaugeMetricFamily(
             "storelink_stitch_lag_events",
-            "events this worker stored that its stitcher process has not stitched yet",
+            "events this worker stored that its stitcher has not stitched yet",
             value=float(lag),
         )
-        yield CounterMetricFamily(
-            "storelink_stitch_restarts",
-            "times the stitcher process died and was started again",
-            value=self._process.restarts,
-        )
+        if self._process is not None:
+            yield CounterMetricFamily(
+                "storelink_stitch_restarts",
+                "times the stitcher process died and was started again",
+                value=self._process.restarts,
+            )
 
 
 def metrics_registry(

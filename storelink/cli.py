@@ -348,6 +348,36 @@ def cloud_serve(
     uvicorn.run("cloud_api.app:create_app", factory=True, host=host, port=port)
 
 
+@cloud_app.command("stitch")
+def cloud_stitch(
+    config: ConfigOption = None,
+    worker: Annotated[
+        str | None,
+        typer.Option(
+            help="The ingest worker whose events to stitch: its MQTT client id "
+            "(default: STORELINK_MQTT_CLIENT_ID, as the worker reads it)."
+        ),
+    ] = None,
+) -> None:
+    """Stitch one ingest worker's stored events into visits and offers, until stopped.
+
+    For workers with STORELINK_INGEST_STITCHER=external, which store and acknowledge the
+    events and start no stitcher of their own: run one of these per worker, with the same
+    database, wherever there are CPU cores for it. SIGTERM or Ctrl-C: it stitches what is
+    stored, then exits.
+    """
+    _use_config(config)
+    from cloud_api.config import CloudSettings
+    from cloud_api.ingest.stitcher_process import serve
+    from cloud_api.store.migrate import upgrade_database
+
+    settings = CloudSettings()
+    if worker is not None:
+        settings = settings.model_copy(update={"mqtt_client_id": worker})
+    upgrade_database(settings.database_url)
+    serve(settings, parent_pid=None)
+
+
 @cloud_app.command("mqtt-auth")
 def cloud_mqtt_auth(
     out: Annotated[Path, typer.Option(help="Folder for the `passwd` and `acl` files.")],

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -385,6 +387,15 @@ def registered(client: TestClient, now: datetime) -> tuple[str, str]:
     return shopper["shopper_id"], ref
 
 
+def walk_in_and_out(broker_url: str, people: int, now: datetime) -> None:
+    """``people`` anonymous phones enter store-1 and leave it 40 s later."""
+    for number in range(people):
+        subject = Subject(type=SubjectType.ANONYMOUS, ref=f"anon-{number}")
+        send(broker_url, enter(subject, now))
+        exit_ = enter(subject, now + timedelta(seconds=40), kind=PresenceKind.EXIT)
+        send(broker_url, exit_.model_copy(update={"dwell_s": 40.0}))
+
+
 def test_the_app_with_a_stitcher_process_makes_visits_and_offers_and_survives_its_death(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
@@ -421,11 +432,7 @@ def test_the_app_with_a_stitcher_process_makes_visits_and_offers_and_survives_it
 
         # The stitcher dies; the worker goes on storing, and a new stitcher catches up.
         os.kill(stitcher.pid, signal.SIGKILL)
-        walkers = [Subject(type=SubjectType.ANONYMOUS, ref=f"anon-{n}") for n in range(20)]
-        for subject in walkers:
-            send(mosquitto.url, enter(subject, now))
-            exit_ = enter(subject, now + timedelta(seconds=40), kind=PresenceKind.EXIT)
-            send(mosquitto.url, exit_.model_copy(update={"dwell_s": 40.0}))
+        walk_in_and_out(mosquitto.url, 20, now)
         wait_for(lambda: consumer.counters.presence_events == 41, 20, "every event stored")
         wait_for(lambda: stitcher.restarts == 1, 20, "the stitcher started again")
         wait_for(
@@ -485,3 +492,55 @@ def test_a_shopper_erased_while_the_worker_resolved_their_event_is_not_stored_by
     assert sql_count(settings.database_url, stored) == 1
     by_name = f"{stored} WHERE shopper_id IS NOT NULL OR subject_ref != '{ref}'"
     assert sql_count(settings.database_url, by_name) == 0
+
+
+def test_an_external_stitcher_stitches_what_its_worker_stored_and_stops_when_told(
+    mosquitto: Mosquitto, database_url: str, tmp_path: Path
+) -> None:
+    # ingest_stitcher "external": the worker stores and acknowledges, and starts no stitcher;
+    # `storelink cloud stitch`, a process of its own (on another host, say), stitches.
+    settings = split_settings(mosquitto.url, tmp_path).model_copy(
+        update={
+            "ingest_stitcher": "external",
+            "database_url": database_url,
+            "mqtt_client_id": "cloud-a",
+        }
+    )
+    env = {
+        **os.environ,
+        "STORELINK_DATABASE_URL": database_url,
+        "STORELINK_INGEST_STITCH_POLL_S": "0.01",
+        "STORELINK_TIMESERIES_BUFFER_PATH": str(tmp_path / "stitcher-buffer.db"),
+    }
+    command = [sys.executable, "-m", "storelink", "cloud", "stitch", "--worker", "cloud-a"]
+    with split_app(settings) as (client, state):
+        assert state.stitcher is None
+        walk_in_and_out(mosquitto.url, 10, datetime.now(UTC))
+        wait_for(lambda: state.consumer.counters.presence_events == 20, 20, "every event stored")
+        assert client.get("/v1/visits", params={"store_id": "store-1"}).json()["items"] == []
+        metrics = client.get("/metrics").text
+        assert "storelink_stitch_lag_events 20.0" in metrics
+        assert "storelink_stitch_restarts" not in metrics
+
+        stitcher = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        try:
+            wait_for(
+                lambda: "storelink_stitch_lag_events 0.0" in client.get("/metrics").text,
+                60,
+                "the external stitcher caught up",
+            )
+            visits = client.get("/v1/visits", params={"store_id": "store-1"}).json()["items"]
+            assert len(visits) == 10
+            assert all(visit["ended_at"] is not None for visit in visits)
+            stitcher.send_signal(signal.SIGTERM)
+            output, _ = stitcher.communicate(timeout=30)
+        finally:
+            if stitcher.poll() is None:
+                stitcher.kill()
+                stitcher.wait()
+    assert stitcher.returncode == 0, output
+    assert "stitcher of cloud-a stopped at event" in output
+    footfall = "SELECT count(*) FROM timeseries_points WHERE measurement = 'footfall'"
+    assert sql_count(database_url, footfall) == 10

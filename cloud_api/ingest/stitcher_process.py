@@ -1,4 +1,5 @@
-"""The stitcher (``stitcher``) as a child process of the ingest worker, restarted if it dies.
+"""The stitcher (``stitcher``) as a child process of the ingest worker, restarted if it dies,
+or on its own (``ingest_stitcher = "external"``: ``storelink cloud stitch``).
 
 A process of its own, not a thread, so that it runs on another CPU core than the worker's
 network and storing threads. It has its own database connections and its own time-series
@@ -61,8 +62,10 @@ def yield_cpu(settings: CloudSettings) -> None:
         os.nice(settings.ingest_stitch_nice)
 
 
-def serve(settings: CloudSettings, parent_pid: int) -> None:
-    """The child process: stitch ``settings.mqtt_client_id``'s events until told to stop."""
+def serve(settings: CloudSettings, parent_pid: int | None) -> None:
+    """Stitch ``settings.mqtt_client_id``'s events until told to stop (SIGTERM; SIGINT too
+    without a parent): as the worker's child process, which also stops when the worker
+    ``parent_pid`` is gone, or on its own (``storelink cloud stitch``: parent_pid None)."""
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     stop = threading.Event()
 
@@ -70,7 +73,8 @@ def serve(settings: CloudSettings, parent_pid: int) -> None:
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the worker, which stops us
+    # A Ctrl-C reaches the worker too, which stops its child.
+    signal.signal(signal.SIGINT, signal.SIG_IGN if parent_pid is not None else on_signal)
     settings = stitcher_settings(settings)
     yield_cpu(settings)
     engine = make_engine(settings.database_url, replayable=True)
@@ -85,7 +89,7 @@ def serve(settings: CloudSettings, parent_pid: int) -> None:
     stitcher.start()
     logger.info("stitcher of %s started (pid %d)", settings.mqtt_client_id, os.getpid())
     while not stop.wait(PARENT_CHECK_S):
-        if os.getppid() != parent_pid:
+        if parent_pid is not None and os.getppid() != parent_pid:
             logger.warning("the worker that started this stitcher is gone; stopping")
             break
     stitcher.stop(STOP_TIMEOUT_S)
