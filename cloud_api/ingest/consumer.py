@@ -22,9 +22,10 @@ Durable and scalable:
   transaction marks those notifications sent in the outbox. While it commits, the next batch
   queues up: under light load a batch is an event or two and waits for nothing, under heavy
   load batches fill up and the commits stay few.
-- **Or only stored** (``ingest_stitcher = "process"``): the transaction stores the events and
-  nothing more, and a stitcher process beside the worker makes their visits and offers from
-  the events table afterwards (``stitcher``), on another CPU core.
+- **Or only stored** (``ingest_stitcher = "process"`` or ``"external"``): the transaction
+  stores the events and nothing more, and a stitcher process makes their visits and offers
+  from the events table afterwards (``stitcher``), on another CPU core: one the worker starts
+  beside itself, or one run on its own (``storelink cloud stitch``), on another host say.
 
 Every message is validated against the wire contract. A message that fails (bad JSON, a schema
 violation, a topic that disagrees with its payload) is not stored: it is counted, logged with

@@ -6,7 +6,8 @@ stands idle (docs/scaling.md). With ``ingest_stitcher = "process"`` the work is 
 along the transaction. The worker validates, stores and acknowledges the events
 (``PresenceService.record``, each tagged with the worker's MQTT client id), and the stitcher,
 a process of its own beside it (``stitcher_process``), reads them back and does the rest
-(``PresenceService.stitch``).
+(``PresenceService.stitch``). With ``ingest_stitcher = "external"`` the worker starts none, and
+``storelink cloud stitch`` runs the same process wherever there are cores for it.
 
 - **In id order, from the events table.** One worker's transactions follow each other, so its
   events' ids grow from one commit to the next, and whatever has an id above the stitcher's
