@@ -4,6 +4,7 @@ PostgreSQL server."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -522,6 +523,20 @@ def test_an_external_stitcher_stitches_what_its_worker_stored_and_stops_when_tol
         assert "storelink_stitch_lag_events 20.0" in metrics
         assert "storelink_stitch_restarts" not in metrics
 
+        # A worker id nobody stores under: it says so, and waits.
+        mistyped = subprocess.Popen(
+            [*command[:-1], "cloud-b"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        assert mistyped.stdout is not None
+        starting = list(
+            itertools.takewhile(
+                lambda line: b"started (pid" not in line, iter(mistyped.stdout.readline, b"")
+            )
+        )
+        mistyped.send_signal(signal.SIGTERM)
+        assert mistyped.wait(30) == 0
+        assert any(b"no events stored for worker 'cloud-b' yet" in line for line in starting)
+
         stitcher = subprocess.Popen(
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
@@ -542,5 +557,6 @@ def test_an_external_stitcher_stitches_what_its_worker_stored_and_stops_when_tol
                 stitcher.wait()
     assert stitcher.returncode == 0, output
     assert "stitcher of cloud-a stopped at event" in output
+    assert "no events stored" not in output
     footfall = "SELECT count(*) FROM timeseries_points WHERE measurement = 'footfall'"
     assert sql_count(database_url, footfall) == 10

@@ -231,6 +231,14 @@ def stitch_lag(session: Session, worker: str) -> int:
     return int(connection.execute(_UNSTITCHED, {"after": after, "worker": worker}).scalar_one())
 
 
+def worker_known(session: Session, worker: str) -> bool:
+    """Whether ``worker`` has stored an event for a stitcher, or a stitcher has stitched one."""
+    connection = session.connection()
+    if connection.execute(_MARKS, {"worker": worker}).first() is not None:
+        return True
+    return connection.execute(_ANY_STORED, {"after": 0, "worker": worker}).first() is not None
+
+
 class Stitcher:
     """Stitches what ``worker``'s receiving process stored; see the module's description."""
 

@@ -23,7 +23,7 @@ from cloud_api.config import CloudSettings
 from cloud_api.ingest.consumer import tune_gc
 from cloud_api.ingest.directory import ShopperDirectory
 from cloud_api.ingest.presence_service import PresenceService
-from cloud_api.ingest.stitcher import Stitcher
+from cloud_api.ingest.stitcher import Stitcher, worker_known
 from cloud_api.match.offer_policy import offer_policy
 from cloud_api.store.db import make_engine, make_sessionmaker
 from cloud_api.timeseries.writer import writer_from_settings
@@ -85,6 +85,17 @@ def serve(settings: CloudSettings, parent_pid: int | None) -> None:
     stitcher = Stitcher(
         settings, service, sessions, settings.mqtt_client_id, on_commit=writer.committed
     )
+    if parent_pid is None:
+        with sessions() as session:
+            known = worker_known(session, settings.mqtt_client_id)
+        if not known:
+            # A mistyped worker id would otherwise wait for its events forever, in silence.
+            logger.warning(
+                "no events stored for worker %r yet: is that the worker's "
+                "STORELINK_MQTT_CLIENT_ID, and does it run with STORELINK_INGEST_STITCHER="
+                "external? Waiting for its events",
+                settings.mqtt_client_id,
+            )
     tune_gc(STITCHER_GC_YOUNG_THRESHOLD)
     stitcher.start()
     logger.info("stitcher of %s started (pid %d)", settings.mqtt_client_id, os.getpid())
