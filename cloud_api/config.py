@@ -84,6 +84,7 @@ class CloudSettings(StorelinkSettings):
     )
     mqtt_client_id: str = Field(
         default_factory=_default_client_id,
+        min_length=1,
         description="MQTT client id of this ingest worker: unique among the workers, and the same "
         "across its restarts, so that the broker keeps its session and redelivers what it did not "
         "acknowledge (default storelink-cloud-<hostname>; set one per worker when several run on "

@@ -13,9 +13,12 @@ import signal
 import time
 import uuid
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
+
+if TYPE_CHECKING:
+    from cloud_api.config import CloudSettings
 
 app = typer.Typer(help="storelink: BLE presence to in-store engagement.", no_args_is_help=True)
 gateway_app = typer.Typer(
@@ -47,6 +50,32 @@ def _use_config(config: Path | None) -> None:
         from storelink.settings import CONFIG_ENV
 
         os.environ[CONFIG_ENV] = str(config)
+
+
+def _cloud_settings(mqtt_client_id: str | None = None) -> CloudSettings:
+    """The cloud's settings (a client id from the command line wins), or a clear error that
+    names what is wrong instead of a traceback."""
+    from pydantic import ValidationError
+
+    from cloud_api.config import CloudSettings
+    from cloud_api.store.db import normalised_url
+
+    try:
+        settings = (
+            CloudSettings()
+            if mqtt_client_id is None
+            else CloudSettings(mqtt_client_id=mqtt_client_id)
+        )
+        normalised_url(settings.database_url)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}"
+            for e in error.errors(include_url=False)
+        )
+        raise typer.BadParameter(problems, param_hint="settings") from None
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="database_url") from None
+    return settings
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:
@@ -367,13 +396,10 @@ def cloud_stitch(
     stored, then exits.
     """
     _use_config(config)
-    from cloud_api.config import CloudSettings
     from cloud_api.ingest.stitcher_process import serve
     from cloud_api.store.migrate import upgrade_database
 
-    settings = CloudSettings()
-    if worker is not None:
-        settings = settings.model_copy(update={"mqtt_client_id": worker})
+    settings = _cloud_settings(worker)
     upgrade_database(settings.database_url)
     serve(settings, parent_pid=None)
 
@@ -389,13 +415,12 @@ def cloud_mqtt_auth(
     Point Mosquitto's password_file and acl_file at the two files and reload it (SIGHUP).
     """
     _use_config(config)
-    from cloud_api.config import CloudSettings
     from cloud_api.fleet.mqtt_auth import gateway_logins, write_mqtt_auth
     from cloud_api.store.db import make_engine, make_sessionmaker
     from cloud_api.store.migrate import upgrade_database
     from storelink.mqtt import BrokerAddress
 
-    settings = CloudSettings()
+    settings = _cloud_settings()
     address = BrokerAddress.from_url(settings.mqtt_url)
     if not address.username or not address.password:
         raise typer.BadParameter(

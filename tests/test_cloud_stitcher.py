@@ -560,3 +560,24 @@ def test_an_external_stitcher_stitches_what_its_worker_stored_and_stops_when_tol
     assert "no events stored" not in output
     footfall = "SELECT count(*) FROM timeseries_points WHERE measurement = 'footfall'"
     assert sql_count(database_url, footfall) == 10
+
+
+@pytest.mark.parametrize(
+    ("arguments", "env", "reason"),
+    [
+        (["--worker", ""], {}, "mqtt_client_id: String should have at least 1 character"),
+        ([], {"STORELINK_DATABASE_URL": "sqlite://"}, "use a SQLite file"),
+        ([], {"STORELINK_INGEST_STITCH_NICE": "high"}, "ingest_stitch_nice"),
+    ],
+)
+def test_the_stitch_command_refuses_bad_settings_with_the_reason(
+    arguments: list[str], env: dict[str, str], reason: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from storelink.cli import app
+
+    result = CliRunner().invoke(app, ["cloud", "stitch", *arguments], env=env)
+    assert result.exit_code == 2
+    # The message as read, without the box drawn around it.
+    assert reason in " ".join(result.output.replace("│", " ").split())
