@@ -279,6 +279,8 @@ class PresenceConsumer:
         self._v5 = settings.mqtt_protocol == "5"
         # With a stitcher process, this one only stores and acknowledges the events.
         self._stitched = settings.ingest_stitcher == "inline"
+        # ...and on SQLite, which has one writer at a time, makes their rows before the lock.
+        self._rows_first = not self._stitched and sessions.kw["bind"].dialect.name == "sqlite"
         self._subscriptions = [
             (presence_subscription(settings), PRESENCE_QOS),
             (STATUS_SUBSCRIPTION, STATUS_QOS),
@@ -629,14 +631,17 @@ class PresenceConsumer:
         statuses = [message for _, message in parsed if isinstance(message, GatewayStatus)]
         reports = [message for _, message in parsed if isinstance(message, BeaconFleetReport)]
         unmarked = len(self._unmarked)
-        rows = None if self._stitched else self._event_rows(events, now)
+        rows = self._event_rows(events, now) if self._rows_first else None
         with self._sessions.begin() as session:
             begin_write(session)
-            if rows is not None:
-                outcomes = iter(self._service.record(session, rows))
-            else:
+            if self._stitched:
                 resolved = self._service.resolve(events, session=session)
                 outcomes = iter(self._service.apply(session, resolved, now))
+            else:
+                if rows is None:
+                    resolved = self._service.resolve(events, session=session)
+                    rows = event_rows(resolved, now, self.client_id)
+                outcomes = iter(self._service.record(session, rows))
             _mark_sent_in(session, self._unmarked)
             for status in statuses:
                 record_gateway_status(session, status, now)
@@ -650,11 +655,12 @@ class PresenceConsumer:
         ]
 
     def _event_rows(self, events: Sequence[PresenceEvent], now: datetime) -> EventRows:
-        """The rows ``record`` stores, resolved and made before the write lock is taken: they
-        were a third of the worker's time under the lock, which its stitcher waits for. Its
-        stitcher resolves each event again, in the transaction that stitches it. A shopper
-        erased in between fails the batch on the foreign key; it is then stored message by
-        message, each resolved again."""
+        """SQLite: the rows ``record`` stores, resolved and made before the write lock is
+        taken: they were a third of the worker's time under the lock, which its stitcher waits
+        for (PostgreSQL has no such lock: there they are made in the transaction, without a
+        session more per batch). Its stitcher resolves each event again, in the transaction
+        that stitches it. A shopper erased in between fails the batch on the foreign key; it is
+        then stored message by message, each resolved again."""
         with self._sessions() as session:
             return event_rows(self._service.resolve(events, session=session), now, self.client_id)
 

@@ -272,6 +272,8 @@ class Stitcher:
         self._points_safe = 0
         self._points_lock = threading.Lock()
         self._resumed = False
+        # The last batch was full: more are stored, no need to look before the next.
+        self._behind = False
 
     @property
     def stitched_to(self) -> int:
@@ -311,12 +313,13 @@ class Stitcher:
 
     def step(self) -> int:
         """Stitch the next batch of stored events, if any; how many were stitched."""
-        if not self._anything_stored():
+        if not self._behind and not self._anything_stored():
             if self._points_safe_to() > self._points_to:
                 until_committed(self._move_points_mark, self._closing, self._count_retry)
             return 0
         batch = until_committed(self._transaction, self._closing, self._count_retry)
-        if batch is None:
+        self._behind = batch is not None and len(batch.events) == self._batch_size
+        if batch is None or not batch.events:
             return 0
         self.counters.events += len(batch.events)
         self.counters.batches += 1
