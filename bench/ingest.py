@@ -401,6 +401,11 @@ class Phase:
             process.start()
         self._expect("ready", len(self.processes))
 
+    @property
+    def measures_stitching(self) -> bool:
+        """Stitcher processes run beside the workers (``--stitcher process``)."""
+        return bool(self.stitchers) and not self.deferred
+
     def _expect(self, kind: str, count: int) -> None:
         seen = 0
         while seen < count:
@@ -430,8 +435,7 @@ class Phase:
         """Until ``events`` are committed and, with stitcher processes beside the workers,
         stitched."""
         deadline = time.monotonic() + TIMEOUT_S
-        stitching = self.stitchers and not self.deferred
-        while self.committed < events or (stitching and self.stitched < events):
+        while self.committed < events or (self.measures_stitching and self.stitched < events):
             message = self.report.get(timeout=max(deadline - time.monotonic(), 0.1))
             if message[0] in ("commit", "stitched"):
                 self._commit(message)
@@ -729,7 +733,7 @@ def bench_database(
                 offers=count(database_url, Offer),
                 load_average=round(os.getloadavg()[0], 2),
             )
-            if phase.stitchers and not phase.deferred:
+            if phase.measures_stitching:
                 emit(
                     "stitch_events_per_s",
                     round(events / (phase.last_stitch - started)),
@@ -781,7 +785,7 @@ def bench_database(
                         (0.99, "ingest_latency_p99_ms"),
                     )
                 ]
-                if phase.stitchers and not phase.deferred:
+                if phase.measures_stitching:
                     # A stitcher starts cold (no visits cached, statements not prepared) and
                     # works off what queued meanwhile: the second half is its steady state.
                     late = phase.stitch_latencies[len(phase.stitch_latencies) // 2 :]
@@ -818,7 +822,7 @@ def bench_database(
                                 ),
                                 "stitch_nice": batching.stitch_nice,
                             }
-                            if phase.stitchers and not phase.deferred
+                            if phase.measures_stitching
                             else {}
                         ),
                         publisher_cpu_us_per_event=round(publisher_cpu / count_at_rate * 1e6, 1),
