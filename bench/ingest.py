@@ -52,7 +52,8 @@ message as the worker, on the same two cores. The events are a realistic mix: 60
 phones, 30% shopper-app tokens (a third of them registered shoppers, half of those with an
 abandoned cart, so offers are decided and made), 10% beacons; each of 3,000 people in the
 stores enters, dwells a few times and exits, interleaved with the others; a registered shopper
-is in one store at a time.
+is in one store at a time. A dwell or exit says how long its subject has been in the zone: the
+publisher writes the time since it sent the subject's enter, as a gateway counts it.
 
 Run with ``.venv/bin/python bench/ingest.py [--events N] [--rates R ...] [--workers 1 2]
 [--database sqlite|postgresql|both] [--stitcher inline process external] [--batch-size B]
@@ -84,7 +85,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from multiprocessing.synchronize import Event
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 # tests/services.py starts the throwaway Mosquitto and PostgreSQL; the repository root holds it.
 _ROOT = Path(__file__).resolve().parent.parent
@@ -125,6 +126,10 @@ REGISTERED_SHOPPERS = 400
 REGISTERED_SHARE = 1 / 3  # of the app subjects, registered shoppers' phones
 ACTIVE_SUBJECTS = 3000  # people in the chain's stores at once
 TS_PLACEHOLDER = "2000-01-01T00:00:00Z"
+# A dwell no event has (the other numbers are an RSSI and a distance of a few metres): the
+# publisher writes the seconds since the subject's enter was sent in its place.
+DWELL_SENTINEL = 99999.25
+DWELL_PLACEHOLDER = str(DWELL_SENTINEL)
 # A worker that falls behind must find its backlog queued, not dropped after Mosquitto's
 # default of 1,000 messages per session.
 BROKER_CONFIG = "max_queued_messages 0\nmax_queued_bytes 0\n"
@@ -138,7 +143,18 @@ BATCHES_PER_SIZE = {SMALL_BATCH: 300, LARGE_BATCH: 20}
 LATENCY_RUN_S = 10.0
 LATENCY_LOAD_LIMIT = 0.9
 
-Stream = list[tuple[str, str]]
+
+class Message(NamedTuple):
+    """A presence event to publish: its payload holds ``TS_PLACEHOLDER`` and
+    ``DWELL_PLACEHOLDER``, stamped when it is sent; ``entered``, for a dwell or an exit, is the
+    index in the stream of its subject's enter (the dwell is the time since that was sent)."""
+
+    topic: str
+    payload: str
+    entered: int | None
+
+
+Stream = list[Message]
 
 
 def emit(metric: str, value: float | None, unit: str, **extra: object) -> None:
@@ -154,6 +170,8 @@ class Person:
     store: int
     zone: int
     dwells_left: int
+    # The index of the person's enter in the stream.
+    entered: int
 
 
 @dataclass
@@ -162,6 +180,7 @@ class World:
     app_refs: list[str]
     people: list[Person] = field(default_factory=list)
     serial: int = 0
+    emitted: int = 0
     # A registered shopper is one person, in one store at a time: their phone's ref comes
     # back only after they left. (Drawing it at random, each of the 400 entered a store about
     # once a second at 20,000 events/s, and their visits piled up under a few refs.)
@@ -181,50 +200,58 @@ class World:
             return Subject(type=kind, ref=f"f7826da6-4fa2-4e98-8024-bc5b71e0893e.7.{self.serial}")
         return Subject(type=kind, ref=f"anon-{self.rng.getrandbits(64):016x}")
 
-    def next_event(self) -> PresenceEvent:
+    def next_event(self) -> tuple[PresenceEvent, int | None]:
+        """The next event, and for a dwell or exit the index of its subject's enter."""
         rng = self.rng
+        index = self.emitted
+        self.emitted += 1
         if len(self.people) < ACTIVE_SUBJECTS:
             person = Person(
                 self.new_subject(),
                 rng.randrange(STORES),
                 rng.randrange(GATEWAYS_PER_STORE),
                 rng.randrange(4),
+                index,
             )
             self.people.append(person)
             kind = PresenceKind.ENTER
         else:
-            index = rng.randrange(len(self.people))
-            person = self.people[index]
+            chosen = rng.randrange(len(self.people))
+            person = self.people[chosen]
             if person.dwells_left > 0:
                 person.dwells_left -= 1
                 kind = PresenceKind.DWELL
             else:
-                self.people[index] = self.people[-1]
+                self.people[chosen] = self.people[-1]
                 self.people.pop()
                 self.inside.discard(person.subject.ref)
                 kind = PresenceKind.EXIT
-        return PresenceEvent(
+        event = PresenceEvent(
             store_id=f"store-{person.store:04d}",
             gateway_id=f"gw-{person.zone}",
             zone_id=("entrance", "floor")[person.zone],
             kind=kind,
             subject=person.subject,
             ts=datetime(2000, 1, 1, tzinfo=UTC),
-            dwell_s=0.0 if kind == PresenceKind.ENTER else 30.0,
+            dwell_s=DWELL_SENTINEL,
             rssi=round(rng.uniform(-90, -50), 1),
             distance_m=round(rng.uniform(0.5, 8), 2),
         )
+        return event, None if kind == PresenceKind.ENTER else person.entered
 
 
 def event_stream(count: int, app_refs: list[str], seed: int) -> Stream:
-    """(topic, payload with a placeholder for ts) of ``count`` events."""
+    """``count`` events, with placeholders for the time and the dwell."""
     world = World(random.Random(seed), app_refs)
     stream = []
     for _ in range(count):
-        event = world.next_event()
+        event, entered = world.next_event()
         topic = presence_topic(event.store_id, event.gateway_id)
-        stream.append((topic, event.model_dump_json()))
-    assert all(TS_PLACEHOLDER in payload for _, payload in stream[:10])
+        stream.append(Message(topic, event.model_dump_json(), entered))
+    assert all(
+        TS_PLACEHOLDER in payload and payload.count(DWELL_PLACEHOLDER) == 1
+        for _, payload, _ in stream[:10]
+    )
     return stream
 
 
@@ -234,7 +261,10 @@ def event_stream(count: int, app_refs: list[str], seed: int) -> Stream:
 def publish(url: str, stream: Stream, rate: float | None, result: Any) -> None:
     """Publish ``stream`` at QoS 1, at ``rate`` events/s or as fast as the broker takes them;
     reports when the first and last were sent, and the CPU time this process spent."""
-    packets = [Packet(topic, payload, TS_PLACEHOLDER) for topic, payload in stream]
+    packets = [
+        Packet(topic, payload, TS_PLACEHOLDER, DWELL_PLACEHOLDER, entered)
+        for topic, payload, entered in stream
+    ]
     cpu = time.process_time()
     publisher = LeanPublisher(url, f"bench-publisher-{os.getpid()}", PUBLISHER_IN_FLIGHT)
     start, published = publisher.publish(packets, rate)
@@ -563,9 +593,13 @@ def process_cpu_s(root_pids: list[int]) -> float:
 
 def stamped_now(stream: Stream) -> list[tuple[str, bytes]]:
     """The messages of ``stream`` as a gateway would send them now (for the in-process figures:
-    the publisher stamps each at the moment it sends it)."""
+    the publisher stamps each at the moment it sends it), all at one instant, so with no dwell
+    yet."""
     stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    return [(topic, text.replace(TS_PLACEHOLDER, stamp).encode()) for topic, text in stream]
+    return [
+        (topic, text.replace(TS_PLACEHOLDER, stamp).replace(DWELL_PLACEHOLDER, "0.0").encode())
+        for topic, text, _ in stream
+    ]
 
 
 def minimal_writer_us_per_event(stream: Stream, batch_size: int) -> float:
