@@ -53,6 +53,7 @@ def test_presence_event_round_trip_normalises_to_utc() -> None:
     [
         ({"kind": "wander"}, "kind"),
         ({"subject": {"type": "anonymous", "ref": "aa:bb:cc:dd:ee:ff"}}, "hardware address"),
+        ({"subject": {"type": "app", "ref": "x-aa:bb-cc:dd-ee:ff"}}, "hardware address"),
         ({"ts": "2026-11-24T16:00:00"}, "timezone"),
         ({"store_id": "store/1"}, "store_id"),
         ({"zone_id": "#"}, "zone_id"),
@@ -68,6 +69,8 @@ def test_presence_event_rejects_bad_input(overrides: dict[str, object], message:
 def test_mac_detector() -> None:
     assert contains_mac_address('{"x": "AA:BB:CC:DD:EE:FF"}')
     assert contains_mac_address("aa-bb-cc-dd-ee-ff")
+    assert contains_mac_address("ref-AA:bb-CC:dd-EE:ff.1")
+    assert not contains_mac_address("aa:bb:cc:dd:ee")
     assert not contains_mac_address("5f2dd896-b886-4549-ae01-e41acd7a354a")
     assert not contains_mac_address("2026-11-24T16:00:00Z")
 
