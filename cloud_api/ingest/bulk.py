@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from functools import cache
@@ -138,6 +139,15 @@ def _sqlite_datetimes(values: Iterable[datetime | None]) -> list[str | None]:
 class JsonText(str):
     """A JSON column's value already encoded, for SQLite (the ingest encodes a visit's presence
     faster than ``json.dumps`` does). PostgreSQL takes values, not text: do not pass one there."""
+
+
+# sqlite3 binds an exact str, int, float or bytes as it is, and first tries to adapt anything
+# else, None and str subclasses included: two attribute look-ups that fail, each raising and
+# swallowing an AttributeError, a quarter of a microsecond a value (a visit row has a NULL or
+# two and a JSON text or two). An adapter registered for the type is one dict look-up.
+_NOTHING: dict[None, None] = {}
+sqlite3.register_adapter(type(None), _NOTHING.get)  # a C function that gives None for None
+sqlite3.register_adapter(JsonText, str)
 
 
 def _sqlite_json(value: Any) -> str | None:
