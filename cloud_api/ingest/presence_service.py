@@ -78,6 +78,11 @@ class PresenceOutcome(NamedTuple):
     opened_visit: bool = False
 
 
+# What ``record`` says of each event, shared (an outcome is immutable): one per event.
+_STORED = PresenceOutcome(duplicate=False)
+_STORED_BEFORE = PresenceOutcome(duplicate=True)
+
+
 class Resolved(NamedTuple):
     """An event with the consenting shopper behind it, if any, resolved before the transaction."""
 
@@ -217,7 +222,7 @@ class PresenceService:
         which events were stored before. ``rows`` is made before the write lock is taken
         (``event_rows``)."""
         new = set(_insert_new_events(session, rows))
-        return [PresenceOutcome(duplicate=index not in new) for index in range(rows.size)]
+        return [_STORED if index in new else _STORED_BEFORE for index in range(rows.size)]
 
     def stitch(
         self, session: Session, stored: Sequence[Resolved], now: datetime
