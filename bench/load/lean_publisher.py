@@ -31,7 +31,10 @@ CONNECT, CONNACK, PUBLISH_QOS1, DISCONNECT = 0x10, 0x20, 0x32, 0xE0
 PUBACK_BYTES = 4
 # A fixed-length UTC time, so that the packets' lengths can be encoded before it is known.
 STAMP_LENGTH = len("2000-01-01T00:00:00.000000Z")
-DWELL_LENGTH = 12
+# Seconds with microseconds, right-aligned in 12 bytes: up to a day, far longer than a run.
+DWELL_FORMAT = b"%12.6f"
+_NO_DWELL = DWELL_FORMAT % 0.0
+DWELL_LENGTH = len(_NO_DWELL)
 # Messages written in one send when the publisher is behind its schedule.
 CHUNK = 256
 
@@ -53,14 +56,6 @@ def _string(text: str) -> bytes:
 def stamp(at: float) -> bytes:
     """``at`` (seconds since the epoch) as the wire contract's UTC time, always 27 bytes."""
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
-
-
-def dwell(seconds: float) -> bytes:
-    """``seconds`` as a JSON number, always ``DWELL_LENGTH`` bytes."""
-    return f"{seconds:{DWELL_LENGTH}.6f}".encode()
-
-
-_NO_DWELL = dwell(0.0)
 
 
 class Packet:
@@ -143,7 +138,7 @@ class LeanPublisher:
                 self._sent += 1
                 sent_at.append(now)
                 entered = packet.entered
-                seconds = _NO_DWELL if entered is None else dwell(now - sent_at[entered])
+                seconds = _NO_DWELL if entered is None else DWELL_FORMAT % (now - sent_at[entered])
                 parts += (packet.head, struct.pack("!H", self._sent % 65535 + 1))
                 parts += (packet.middle, at, packet.between, seconds, packet.tail)
             self._socket.sendall(b"".join(parts))
