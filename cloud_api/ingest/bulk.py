@@ -123,11 +123,14 @@ def _sqlite_datetime(value: datetime | None) -> str | None:
     )
 
 
+_UNSEEN = object()
+
+
 def _sqlite_datetimes(values: Iterable[datetime | None]) -> list[str | None]:
     """A column of a batch's times: one instant in a row (every event's received_at) is
     formatted once."""
     texts: list[str | None] = []
-    last: object = _sqlite_datetimes
+    last: object = _UNSEEN
     text = None
     for value in values:
         if value is not last:
