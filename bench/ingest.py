@@ -720,7 +720,7 @@ def bench_database(
     worker_counts: list[int],
     batching: Batching,
     stitchers: list[str],
-    load_limit: float = LATENCY_LOAD_LIMIT,
+    load_limit: float,
 ) -> None:
     refs = seed_shoppers(database_url, datetime.now(UTC))
     seed = SEED
@@ -933,33 +933,13 @@ def main() -> None:
     args = parser.parse_args()
     batching = Batching(args.batch_size, args.batch_wait, args.stitch_batch_size, args.stitch_nice)
     batch_costs()
+    measure = (args.events, args.rates, args.workers, batching, args.stitcher, args.load_limit)
     if args.database in ("sqlite", "both"):
         with tempfile.TemporaryDirectory(prefix="storelink-bench-") as tmp:
-            url = f"sqlite:///{tmp}/ingest.db"
-            bench_database(
-                "sqlite",
-                url,
-                [],
-                args.events,
-                args.rates,
-                args.workers,
-                batching,
-                args.stitcher,
-                args.load_limit,
-            )
+            bench_database("sqlite", f"sqlite:///{tmp}/ingest.db", [], *measure)
     if args.database in ("postgresql", "both"):
         with running_durable_postgres() as (url, postmaster):
-            bench_database(
-                "postgresql",
-                url,
-                [postmaster],
-                args.events,
-                args.rates,
-                args.workers,
-                batching,
-                args.stitcher,
-                args.load_limit,
-            )
+            bench_database("postgresql", url, [postmaster], *measure)
 
 
 if __name__ == "__main__":
