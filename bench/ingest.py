@@ -420,6 +420,8 @@ class Phase:
             for n in range(self.stitchers)
         ]
         self.committed = self.stitched = 0
+        # The workers' commits: a worker's CPU per event grows as its batches shrink.
+        self.worker_batches = 0
         self.last_commit = self.last_stitch = 0.0
         self.cpu_s = 0.0
         self.stitch_cpu_s = 0.0
@@ -453,6 +455,7 @@ class Phase:
             self.last_stitch = max(self.last_stitch, message[3])
             return
         self.committed += message[2]
+        self.worker_batches += 1
         self.last_commit = max(self.last_commit, message[3])
 
     def start(self) -> float:
@@ -842,6 +845,7 @@ def bench_database(
                         rate=achieved,
                         events=count_at_rate,
                         batch_size=batching.size,
+                        worker_batches=phase.worker_batches,
                         worker_cpu_us_per_event=round(
                             (phase.cpu_s - phase.stitch_cpu_s) / count_at_rate * 1e6, 1
                         ),
