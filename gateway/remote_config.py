@@ -27,12 +27,12 @@ from pydantic import ValidationError
 
 from gateway.config import GatewaySettings
 from gateway.outbox import MEMORY
+from storelink.settings import describe_validation_error
 from storelink.wire import GatewayConfig
 
 logger = logging.getLogger(__name__)
 
 MAX_CONFIG_BYTES = 256 * 1024
-MAX_REASONS = 5
 
 
 class ConfigRejectedError(ValueError):
@@ -53,18 +53,6 @@ def persisted_config_path(settings: GatewaySettings) -> Path | None:
     if str(outbox) == MEMORY:
         return None
     return outbox.with_name(f"{outbox.stem}.config.json")
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """Where and what, never the offending value: it may be a wearable's IRK."""
-    reasons = []
-    for error in exc.errors(include_url=False, include_input=False)[:MAX_REASONS]:
-        where = ".".join(str(part) for part in error["loc"]) or "config"
-        reasons.append(f"{where}: {error['msg']}")
-    more = exc.error_count() - len(reasons)
-    if more > 0:
-        reasons.append(f"and {more} more")
-    return "; ".join(reasons)
 
 
 def parse_config(payload: bytes, settings: GatewaySettings) -> GatewayConfig:

@@ -59,6 +59,7 @@ def _cloud_settings(mqtt_client_id: str | None = None) -> CloudSettings:
 
     from cloud_api.config import CloudSettings
     from cloud_api.store.db import normalised_url
+    from storelink.settings import describe_validation_error
 
     try:
         settings = (
@@ -68,11 +69,7 @@ def _cloud_settings(mqtt_client_id: str | None = None) -> CloudSettings:
         )
         normalised_url(settings.database_url)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}"
-            for e in error.errors(include_url=False)
-        )
-        raise typer.BadParameter(problems, param_hint="settings") from None
+        raise typer.BadParameter(describe_validation_error(error), param_hint="settings") from None
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="database_url") from None
     return settings

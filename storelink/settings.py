@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,6 +23,20 @@ from pydantic_settings import (
 CONFIG_ENV = "STORELINK_CONFIG"
 
 MqttProtocol = Literal["5", "3.1.1"]
+
+MAX_REASONS = 5
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Where and what, never the offending value: it may be a password or a wearable's IRK."""
+    reasons = []
+    for error in exc.errors(include_url=False, include_input=False)[:MAX_REASONS]:
+        where = ".".join(str(part) for part in error["loc"]) or "config"
+        reasons.append(f"{where}: {error['msg']}")
+    more = exc.error_count() - len(reasons)
+    if more > 0:
+        reasons.append(f"and {more} more")
+    return "; ".join(reasons)
 
 
 class StorelinkSettings(BaseSettings):
